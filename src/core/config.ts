@@ -1,0 +1,195 @@
+/**
+ * Configuration: one JSON file (DESIGN.md section 3). `parseConfig` validates once and reports every
+ * problem at once, unknown keys included; every path chef-ha touches is a key with the Chef Server 11 /
+ * Debian default, so tests and unusual installs can point it elsewhere.
+ */
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/chef-ha/chef-ha.json';
+
+const nodeName = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,40}$/, 'use lower-case letters, digits and "-", starting with a letter (at most 41)');
+const port = z.number().int().min(1).max(65535);
+const absPath = z.string().regex(/^\//, 'must be an absolute path');
+
+const sshSchema = z.strictObject({
+  target: z.string().regex(/^([A-Za-z0-9._-]+@)?[A-Za-z0-9.:_-]+$/, 'use [user@]host'),
+  port: port.default(22),
+  identityFile: absPath.optional(),
+  knownHostsFile: absPath.optional(),
+  /** argv of the peer's chef-ha-ctl, as the remote shell should run it. */
+  ctl: z.array(z.string().min(1)).min(1).default(['chef-ha-ctl']),
+  connectTimeoutMs: z.number().int().min(100).default(5000),
+});
+
+const schema = z.strictObject({
+  node: z.strictObject({ name: nodeName, address: z.string().min(1) }),
+  peer: z.strictObject({
+    name: nodeName,
+    address: z.string().min(1),
+    postgresPort: port.optional(),
+    healthPort: port.optional(),
+    ssh: sshSchema.optional(),
+  }),
+  replication: z
+    .strictObject({
+      mode: z.enum(['streaming', 'londiste']).default('streaming'),
+      synchronous: z.boolean().default(false),
+      user: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_]*$/)
+        .default('chef_ha_replication'),
+      walKeepMb: z.number().int().min(0).default(256),
+      streamingTimeoutMs: z.number().int().min(1000).default(60_000),
+    })
+    .prefault({}),
+  postgres: z
+    .strictObject({
+      version: z.string().regex(/^(9\.[2-6]|1[0-9])$/, 'a PostgreSQL major such as "15" or "9.2"').default('15'),
+      port: port.default(5432),
+      host: z.string().min(1).optional(),
+      bindir: absPath.optional(),
+      dataDir: absPath.optional(),
+      confDir: absPath.optional(),
+      socketDir: absPath.default('/var/run/postgresql'),
+      osUser: z.string().min(1).default('postgres'),
+      superuser: z.string().min(1).default('postgres'),
+      manager: z.enum(['pg_ctlcluster', 'pg_ctl']).default('pg_ctlcluster'),
+      cluster: z.string().min(1).default('main'),
+      logFile: absPath.optional(),
+      passfile: absPath.default('/var/lib/postgresql/.chef-ha.pgpass'),
+    })
+    .prefault({}),
+  chefServer: z
+    .strictObject({
+      ctl: absPath.default('/opt/chef-server/bin/chef-server-ctl'),
+      etcDir: absPath.default('/etc/chef-server'),
+      omnibusDir: absPath.default('/opt/chef-server'),
+      dataDir: absPath.default('/var/opt/chef-server'),
+      database: z.string().min(1).default('opscode_chef'),
+      tables: z.array(z.string().regex(/^[a-z_][a-z0-9_]*$/)).min(1).default(['clients', 'nodes', 'osc_users']),
+      /** sha256 of recipes this site accepts as "the original" besides the upstream 11.x blobs. */
+      originalRecipeSha256: z.array(z.string().regex(/^[0-9a-f]{64}$/)).default([]),
+      embeddedPostgres: z
+        .strictObject({
+          bindir: absPath.default('/opt/chef-server/embedded/bin'),
+          dataDir: absPath.default('/var/opt/chef-server/postgresql/data'),
+          socketDir: absPath.default('/tmp'),
+          port: port.default(5432),
+          osUser: z.string().min(1).default('opscode-pgsql'),
+          superuser: z.string().min(1).default('opscode-pgsql'),
+        })
+        .prefault({}),
+      reindexTimeoutMs: z.number().int().min(1000).default(600_000),
+    })
+    .prefault({}),
+  health: z
+    .strictObject({
+      listen: z.string().min(1).default('0.0.0.0'),
+      port: port.default(5445),
+    })
+    .prefault({}),
+  failover: z
+    .strictObject({
+      maxLagBytes: z
+        .number()
+        .int()
+        .min(0)
+        .default(16 * 1024 * 1024),
+      promoteTimeoutMs: z.number().int().min(1000).default(30_000),
+    })
+    .prefault({}),
+  stateDir: absPath.default('/var/opt/chef-ha'),
+  minFreeDiskBytes: z.number().int().min(0).default(0),
+});
+
+type Parsed = z.output<typeof schema>;
+
+type DeepReadonly<T> = T extends (infer U)[]
+  ? readonly DeepReadonly<U>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+
+/** The validated configuration with every default filled in. */
+export type Config = DeepReadonly<
+  Omit<Parsed, 'postgres' | 'peer'> & {
+    postgres: Parsed['postgres'] & { bindir: string; dataDir: string; confDir: string; logFile: string };
+    peer: Parsed['peer'] & { postgresPort: number; healthPort: number };
+  }
+>;
+
+function formatPath(path: readonly PropertyKey[]): string {
+  return path.length === 0 ? '(top level)' : path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.');
+}
+
+/**
+ * Validates raw JSON and fills defaults.
+ * @throws ConfigError listing every problem, one per line, with its key path.
+ */
+export function parseConfig(raw: unknown, source = 'configuration'): Config {
+  const result = schema.safeParse(raw);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      if (issue.code === 'unrecognized_keys') {
+        return `${formatPath(issue.path)}: unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+      }
+      return `${formatPath(issue.path)}: ${issue.message}`;
+    });
+    throw new ConfigError(
+      `${source} is invalid (${problems.length} problem${problems.length > 1 ? 's' : ''}):`,
+      problems,
+      'fix each key listed above; `chef-ha-ctl check` validates without changing anything',
+    );
+  }
+  const c = result.data;
+  const problems: string[] = [];
+  if (c.node.name === c.peer.name) {
+    problems.push(`peer.name: must differ from node.name ("${c.node.name}")`);
+  }
+  if (problems.length > 0) {
+    throw new ConfigError(`${source} is invalid:`, problems, 'fix each key listed above');
+  }
+  const v = c.postgres.version;
+  return {
+    ...c,
+    peer: { ...c.peer, postgresPort: c.peer.postgresPort ?? c.postgres.port, healthPort: c.peer.healthPort ?? c.health.port },
+    postgres: {
+      ...c.postgres,
+      bindir: c.postgres.bindir ?? `/usr/lib/postgresql/${v}/bin`,
+      dataDir: c.postgres.dataDir ?? `/var/lib/postgresql/${v}/${c.postgres.cluster}`,
+      confDir: c.postgres.confDir ?? `/etc/postgresql/${v}/${c.postgres.cluster}`,
+      logFile: c.postgres.logFile ?? `/var/log/postgresql/postgresql-${v}-${c.postgres.cluster}.log`,
+    },
+  };
+}
+
+/**
+ * Parses the text of a config file.
+ * @throws ConfigError for invalid JSON (with the position) or an invalid configuration.
+ */
+export function parseConfigText(text: string, path: string): Config {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(
+      `${path} is not valid JSON: ${error instanceof Error ? error.message : String(error)}`,
+      [],
+      'fix the JSON syntax (a trailing comma or a missing quote is the usual cause)',
+    );
+  }
+  return parseConfig(raw, path);
+}
+
+/** Where the config file is: --config, then CHEF_HA_CONFIG, then the default. */
+export function resolveConfigPath(flag: string | undefined): string {
+  return flag ?? process.env['CHEF_HA_CONFIG'] ?? DEFAULT_CONFIG_PATH;
+}
+
+/** Converts a node name to a PostgreSQL identifier usable as slot name and application_name. */
+export function slotNameFor(name: string): string {
+  return `chef_ha_${name.replace(/-/g, '_')}`;
+}

@@ -10,7 +10,10 @@ export const DEFAULT_CONFIG_PATH = '/etc/chef-ha/chef-ha.json';
 
 const nodeName = z
   .string()
-  .regex(/^[a-z][a-z0-9-]{0,40}$/, 'use lower-case letters, digits and "-", starting with a letter (at most 41)');
+  .regex(
+    /^[a-z][a-z0-9-]{0,40}$/,
+    'use lower-case letters, digits and "-", starting with a letter (at most 41)',
+  );
 const port = z.number().int().min(1).max(65535);
 const absPath = z.string().regex(/^\//, 'must be an absolute path');
 
@@ -47,7 +50,10 @@ const schema = z.strictObject({
     .prefault({}),
   postgres: z
     .strictObject({
-      version: z.string().regex(/^(9\.[2-6]|1[0-9])$/, 'a PostgreSQL major such as "15" or "9.2"').default('15'),
+      version: z
+        .string()
+        .regex(/^(9\.[2-6]|1[0-9])$/, 'a PostgreSQL major such as "15" or "9.2"')
+        .default('15'),
       port: port.default(5432),
       host: z.string().min(1).optional(),
       bindir: absPath.optional(),
@@ -69,7 +75,10 @@ const schema = z.strictObject({
       omnibusDir: absPath.default('/opt/chef-server'),
       dataDir: absPath.default('/var/opt/chef-server'),
       database: z.string().min(1).default('opscode_chef'),
-      tables: z.array(z.string().regex(/^[a-z_][a-z0-9_]*$/)).min(1).default(['clients', 'nodes', 'osc_users']),
+      tables: z
+        .array(z.string().regex(/^[a-z_][a-z0-9_]*$/))
+        .min(1)
+        .default(['clients', 'nodes', 'osc_users']),
       /** sha256 of recipes this site accepts as "the original" besides the upstream 11.x blobs. */
       originalRecipeSha256: z.array(z.string().regex(/^[0-9a-f]{64}$/)).default([]),
       embeddedPostgres: z
@@ -122,7 +131,9 @@ export type Config = DeepReadonly<
 >;
 
 function formatPath(path: readonly PropertyKey[]): string {
-  return path.length === 0 ? '(top level)' : path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.');
+  return path.length === 0
+    ? '(top level)'
+    : path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.');
 }
 
 /**
@@ -155,7 +166,11 @@ export function parseConfig(raw: unknown, source = 'configuration'): Config {
   const v = c.postgres.version;
   return {
     ...c,
-    peer: { ...c.peer, postgresPort: c.peer.postgresPort ?? c.postgres.port, healthPort: c.peer.healthPort ?? c.health.port },
+    peer: {
+      ...c.peer,
+      postgresPort: c.peer.postgresPort ?? c.postgres.port,
+      healthPort: c.peer.healthPort ?? c.health.port,
+    },
     postgres: {
       ...c.postgres,
       bindir: c.postgres.bindir ?? `/usr/lib/postgresql/${v}/bin`,

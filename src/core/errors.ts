@@ -42,7 +42,11 @@ export class ConfigError extends ChefHaError {
   readonly exitCode = ExitCode.Config;
   readonly problems: readonly string[];
   constructor(message: string, problems: readonly string[] = [], hint?: string, options?: ErrorOptions) {
-    super(problems.length > 0 ? `${message}\n${problems.map((p) => `  - ${p}`).join('\n')}` : message, hint, options);
+    super(
+      problems.length > 0 ? `${message}\n${problems.map((p) => `  - ${p}`).join('\n')}` : message,
+      hint,
+      options,
+    );
     this.problems = problems;
   }
 }
@@ -62,7 +66,13 @@ export class StepFailedError extends ChefHaError {
   readonly exitCode = ExitCode.StepFailed;
   readonly stepId: string;
   readonly completed: readonly string[];
-  constructor(stepId: string, detail: string, completed: readonly string[], hint: string, options?: ErrorOptions) {
+  constructor(
+    stepId: string,
+    detail: string,
+    completed: readonly string[],
+    hint: string,
+    options?: ErrorOptions,
+  ) {
     super(
       `step ${stepId} failed: ${detail}\ncompleted steps: ${completed.length > 0 ? completed.join(', ') : '(none)'}`,
       hint,

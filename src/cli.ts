@@ -1,0 +1,350 @@
+#!/usr/bin/env node
+/**
+ * chef-ha-ctl: commander wiring only. The one place that reads process.argv, builds the ports, maps
+ * errors to exit codes and sets process.exitCode (STYLE.md B2, B5).
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { createInterface } from 'node:readline/promises';
+import { parseConfigText, resolveConfigPath, type Config } from './core/config.js';
+import type { CommandContext, GlobalOptions } from './core/context.js';
+import { createSecretStore } from './core/context.js';
+import { ChefHaError, ConfigError, ExitCode, UsageError } from './core/errors.js';
+import { createReporter, type Reporter } from './core/reporter.js';
+import { VERSION } from './core/version.js';
+import { createRealPorts, type Ports } from './ports/index.js';
+import { setupMaster } from './commands/setup-master/index.js';
+import { setupSlave } from './commands/setup-slave/index.js';
+import { failover } from './commands/failover/index.js';
+import { fence } from './commands/fence/index.js';
+import { status } from './commands/status/index.js';
+import { check } from './commands/check/index.js';
+import { exportBundle } from './commands/export-bundle/index.js';
+import { passthrough, OWN_COMMANDS } from './commands/passthrough/index.js';
+
+interface RawGlobals {
+  config?: string;
+  json?: boolean;
+  verbose?: boolean;
+  yes?: boolean;
+  dryRun?: boolean;
+  color?: boolean;
+}
+
+const abort = new AbortController();
+let interrupted = 0;
+process.on('SIGINT', () => {
+  interrupted += 1;
+  if (interrupted > 1) {
+    process.exitCode = ExitCode.Interrupted;
+    process.kill(process.pid, 'SIGKILL');
+  }
+  abort.abort(new Error('interrupted'));
+});
+
+function makeReporter(g: RawGlobals): Reporter {
+  const color = g.color !== false && process.stderr.isTTY && !process.env['NO_COLOR'];
+  return createReporter({ json: g.json === true, verbose: g.verbose === true, color });
+}
+
+async function loadConfig(ports: Ports, path: string): Promise<Config> {
+  let text: string | undefined;
+  try {
+    text = await ports.files.readTextIfExists(path);
+  } catch (error) {
+    throw new ConfigError(
+      `cannot read the config file ${path}: ${error instanceof Error ? error.message : String(error)}`,
+      [],
+      'check the file permissions (chef-ha-ctl normally runs as root)',
+    );
+  }
+  if (text === undefined) {
+    throw new ConfigError(
+      `config file ${path} does not exist`,
+      [],
+      'create it (docs/configuration.md has a complete example) or pass --config FILE / set CHEF_HA_CONFIG',
+    );
+  }
+  return parseConfigText(text, path);
+}
+
+async function confirmOnTty(question: string, yes: boolean): Promise<boolean> {
+  if (yes) {
+    return true;
+  }
+  if (!process.stdin.isTTY) {
+    throw new ChefHaRefusal(
+      `${question.replace(/\?$/, '')}: needs confirmation, and there is no terminal to ask on; nothing was changed`,
+    );
+  }
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question(`${question} [y/N] `);
+    return /^y(es)?$/i.test(answer.trim());
+  } finally {
+    rl.close();
+  }
+}
+
+class ChefHaRefusal extends ChefHaError {
+  readonly exitCode = ExitCode.Refused;
+  constructor(message: string) {
+    super(message, 're-run with --yes to confirm without a terminal');
+  }
+}
+
+async function buildContext(g: RawGlobals, commandName: string): Promise<CommandContext> {
+  const reporter = makeReporter(g);
+  let secretsRef: () => readonly string[] = () => [];
+  const ports = createRealPorts({
+    applicationName: `chef-ha-ctl ${commandName}`,
+    signal: abort.signal,
+    log: (line) => {
+      reporter.log(line);
+    },
+    secrets: () => secretsRef(),
+  });
+  const options: GlobalOptions = {
+    json: g.json === true,
+    verbose: g.verbose === true,
+    yes: g.yes === true,
+    dryRun: g.dryRun === true,
+    configPath: resolveConfigPath(g.config),
+  };
+  const config = await loadConfig(ports, options.configPath);
+  const secrets = createSecretStore(config, ports);
+  secretsRef = () => secrets.known();
+  return {
+    config,
+    ports,
+    reporter,
+    options,
+    signal: abort.signal,
+    confirm: (q) => confirmOnTty(q, options.yes),
+    secrets,
+  };
+}
+
+function reportError(error: unknown, g: RawGlobals): number {
+  const reporter = makeReporter(g);
+  if (error instanceof CommanderError) {
+    if (
+      error.code === 'commander.helpDisplayed' ||
+      error.code === 'commander.version' ||
+      error.code === 'commander.help'
+    ) {
+      return ExitCode.Ok;
+    }
+    return ExitCode.Usage;
+  }
+  if (error instanceof ChefHaError) {
+    if (error.message) {
+      reporter.error(error.message, error.hint);
+    }
+    if (g.verbose && error.cause instanceof Error) {
+      reporter.log(`cause: ${error.cause.stack ?? error.cause.message}`);
+    }
+    return error.exitCode;
+  }
+  const e = error instanceof Error ? error : new Error(String(error));
+  reporter.error(
+    `internal error (a bug in chef-ha-ctl ${VERSION}; please report it with this output): ${e.stack ?? e.message}`,
+  );
+  return ExitCode.Internal;
+}
+
+function globalsOf(cmd: Command): RawGlobals {
+  return cmd.optsWithGlobals<RawGlobals>();
+}
+
+function run(fn: (ctx: CommandContext, cmd: Command) => Promise<void>, name: string) {
+  return async (...args: unknown[]): Promise<void> => {
+    const cmd = args[args.length - 1] as Command;
+    const g = globalsOf(cmd);
+    try {
+      const ctx = await buildContext(g, name);
+      await fn(ctx, cmd);
+    } catch (error) {
+      process.exitCode = reportError(error, g);
+    }
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('chef-ha-ctl');
+  program
+    .description(
+      'High availability for open-source Chef Server 11: replication, health checks and safe failover.',
+    )
+    .version(VERSION, '-V, --version')
+    .option('-c, --config <file>', 'config file (default: $CHEF_HA_CONFIG or /etc/chef-ha/chef-ha.json)')
+    .option('--json', 'machine-readable output on stdout')
+    .option('-v, --verbose', 'log every command run, and full error causes')
+    .option('-y, --yes', 'do not ask for confirmation')
+    .option(
+      '-n, --dry-run',
+      'print the plan and change nothing (facts are still read from PostgreSQL and disk)',
+    )
+    .option('--no-color', 'no colours')
+    .exitOverride()
+    .showHelpAfterError('(run chef-ha-ctl --help for the commands)')
+    .addHelpText(
+      'after',
+      `
+Any other command (reconfigure, restart, tail, reindex, status SERVICE, ...) is passed to chef-server-ctl;
+\`chef-ha-ctl reconfigure\` first re-applies the recipe override if a package upgrade put the original back.
+
+Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing changed), 5 a step failed,
+8/9 status: degraded / no primary or two primaries, 130 interrupted.`,
+    );
+
+  program
+    .command('setup-master')
+    .alias('setup-primary')
+    .description(
+      'make this node the master: recipe override, reconfigure, replication role, slot, join bundle',
+    )
+    .option('--force', 'go on although the peer answers as a primary, or this node was fenced')
+    .action(
+      run(async (ctx, cmd) => {
+        await setupMaster(ctx, { force: cmd.opts<{ force?: boolean }>().force === true });
+      }, 'setup-master'),
+    );
+
+  program
+    .command('setup-slave')
+    .alias('setup-standby')
+    .description("make this node the master's standby: keys, recipe, base backup, streaming, reindex")
+    .addOption(
+      new Option('--bundle <file>', 'join bundle written by setup-master / export-bundle').conflicts(
+        'fromMaster',
+      ),
+    )
+    .option('--from-master [target]', 'fetch the bundle over ssh from the master (default: peer.ssh.target)')
+    .option(
+      '--force',
+      'replace the data of a node that holds Chef data or is the current primary (backed up first)',
+    )
+    .action(
+      run(async (ctx, cmd) => {
+        const o = cmd.opts<{ bundle?: string; fromMaster?: string | boolean; force?: boolean }>();
+        if (o.bundle === undefined && o.fromMaster === undefined) {
+          throw new UsageError(
+            'setup-slave needs --bundle FILE or --from-master [user@]host',
+            'copy the join bundle from the master, or use --from-master with ssh access',
+          );
+        }
+        await setupSlave(ctx, {
+          force: o.force === true,
+          ...(o.bundle === undefined ? {} : { bundle: o.bundle }),
+          ...(o.fromMaster === undefined || o.fromMaster === false ? {} : { fromMaster: o.fromMaster }),
+        });
+      }, 'setup-slave'),
+    );
+
+  program
+    .command('failover')
+    .description(
+      'the master is dead: fence it where reachable, promote this standby, restart chef services, reindex',
+    )
+    .option('--force', 'promote although the master answers, or the standby is behind')
+    .action(
+      run(async (ctx, cmd) => {
+        await failover(ctx, { force: cmd.opts<{ force?: boolean }>().force === true });
+      }, 'failover'),
+    );
+
+  program
+    .command('status')
+    .description('both nodes side by side; exit 0 healthy, 8 degraded, 9 no primary or two primaries')
+    .action(
+      run(async (ctx) => {
+        await status(ctx);
+      }, 'status'),
+    );
+
+  program
+    .command('check')
+    .description('validate the config and the environment, change nothing; exit 0 or 8')
+    .action(
+      run(async (ctx) => {
+        await check(ctx);
+      }, 'check'),
+    );
+
+  program
+    .command('export-bundle')
+    .description('write the join bundle again, to a file or to stdout')
+    .option('-o, --output <file>', 'where to write it (default: stdout)')
+    .action(
+      run(async (ctx, cmd) => {
+        const o = cmd.opts<{ output?: string }>();
+        await exportBundle(ctx, o.output === undefined ? {} : { output: o.output });
+      }, 'export-bundle'),
+    );
+
+  program
+    .command('fence')
+    .description(
+      'make this node read-only now and on every later start, until rejoin (failover runs it over ssh)',
+    )
+    .option('--reason <text>', 'why, recorded in the state directory', 'fenced by operator')
+    .action(
+      run(async (ctx, cmd) => {
+        await fence(ctx, { reason: cmd.opts<{ reason: string }>().reason });
+      }, 'fence'),
+    );
+
+  return program;
+}
+
+const GLOBAL_WITH_VALUE = new Set(['-c', '--config']);
+
+/** The first argument that is not a global option (the command name), if any. */
+function commandWord(argv: readonly string[]): { index: number; word: string } | undefined {
+  for (let i = 0; i < argv.length; i += 1) {
+    const a = argv[i] ?? '';
+    if (GLOBAL_WITH_VALUE.has(a)) {
+      i += 1;
+      continue;
+    }
+    if (a.startsWith('-')) {
+      continue;
+    }
+    return { index: i, word: a };
+  }
+  return undefined;
+}
+
+async function main(argv: readonly string[]): Promise<void> {
+  const args = argv.slice(2);
+  const word = commandWord(args);
+  if (word && !OWN_COMMANDS.has(word.word)) {
+    // Not ours: hand it to chef-server-ctl with its output and exit code.
+    const program = new Command('chef-ha-ctl')
+      .option('-c, --config <file>')
+      .option('--json')
+      .option('-v, --verbose')
+      .option('-y, --yes')
+      .option('-n, --dry-run')
+      .option('--no-color')
+      .allowUnknownOption()
+      .exitOverride();
+    program.parse(args.slice(0, word.index), { from: 'user' });
+    const g = program.opts<RawGlobals>();
+    try {
+      const ctx = await buildContext(g, word.word);
+      process.exitCode = await passthrough(ctx, args.slice(word.index));
+    } catch (error) {
+      process.exitCode = reportError(error, g);
+    }
+    return;
+  }
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (error) {
+    process.exitCode = reportError(error, {});
+  }
+}
+
+await main(process.argv);

@@ -1,0 +1,141 @@
+/** check: validate config and environment, change nothing. Exit 0 when every check passes, 8 otherwise. */
+import type { CommandContext } from '../../core/context.js';
+import { gatherPairFacts } from '../../core/facts.js';
+import { StatusExit, ExitCode } from '../../core/errors.js';
+import type { PairFacts } from '../../core/facts.js';
+import type { Config } from '../../core/config.js';
+import { formatBytes } from '../../pg/lsn.js';
+
+export interface CheckResult {
+  readonly name: string;
+  readonly level: 'ok' | 'warn' | 'fail';
+  readonly detail: string;
+}
+
+/** Pure: facts → checks. */
+export function evaluateChecks(facts: PairFacts, config: Config): CheckResult[] {
+  const l = facts.local;
+  const out: CheckResult[] = [{ name: 'config', level: 'ok', detail: 'valid' }];
+  const missing = Object.entries(l.binaries)
+    .filter(([, ok]) => !ok)
+    .map(([b]) => b);
+  out.push(
+    missing.length === 0
+      ? { name: 'postgresql-binaries', level: 'ok', detail: config.postgres.bindir }
+      : {
+          name: 'postgresql-binaries',
+          level: 'fail',
+          detail: `missing in ${config.postgres.bindir}: ${missing.join(', ')} (apt-get install postgresql-${config.postgres.version})`,
+        },
+  );
+  out.push(
+    l.osUserKnown
+      ? { name: 'postgresql-os-user', level: 'ok', detail: config.postgres.osUser }
+      : {
+          name: 'postgresql-os-user',
+          level: 'fail',
+          detail: `OS user ${config.postgres.osUser} does not exist`,
+        },
+  );
+  if (l.pg.running && l.pg.server) {
+    const major = l.pg.server.major;
+    out.push(
+      major === config.postgres.version
+        ? {
+            name: 'postgresql',
+            level: 'ok',
+            detail: `running, PostgreSQL ${major}, ${l.pg.server.inRecovery ? 'standby' : 'primary'}`,
+          }
+        : {
+            name: 'postgresql',
+            level: 'fail',
+            detail: `running PostgreSQL ${major}, but postgres.version says ${config.postgres.version}`,
+          },
+    );
+  } else {
+    out.push({
+      name: 'postgresql',
+      level: 'fail',
+      detail: `not reachable on ${config.postgres.socketDir} port ${config.postgres.port}: ${l.pg.error ?? 'no answer'}`,
+    });
+  }
+  out.push(
+    l.ctlExecutable
+      ? { name: 'chef-server-ctl', level: 'ok', detail: config.chefServer.ctl }
+      : {
+          name: 'chef-server-ctl',
+          level: 'fail',
+          detail: `${config.chefServer.ctl} missing or not executable`,
+        },
+  );
+  out.push(
+    l.etcDirExists
+      ? { name: 'chef-server-etc', level: 'ok', detail: config.chefServer.etcDir }
+      : { name: 'chef-server-etc', level: 'fail', detail: `${config.chefServer.etcDir} does not exist` },
+  );
+  const recipe = l.recipe;
+  out.push(
+    recipe.kind === 'override'
+      ? { name: 'recipe', level: 'ok', detail: 'chef-ha override installed' }
+      : recipe.kind === 'original'
+        ? l.recordedOriginalSha256
+          ? {
+              name: 'recipe',
+              level: 'fail',
+              detail: `the original recipe is back (a package upgrade?): run \`chef-ha-ctl reconfigure\` or setup-* to re-apply the override`,
+            }
+          : {
+              name: 'recipe',
+              level: 'warn',
+              detail: `original recipe (${recipe.origin ?? ''}); setup-* installs the override`,
+            }
+        : {
+            name: 'recipe',
+            level: 'fail',
+            detail:
+              recipe.kind === 'missing'
+                ? `${recipe.path} missing`
+                : `${recipe.path} is unrecognised (sha256 ${recipe.sha256 ?? '?'})`,
+          },
+  );
+  out.push(
+    l.secretPresent
+      ? facts.peer.reachable
+        ? {
+            name: 'peer',
+            level: 'ok',
+            detail: `${config.peer.name} answers at ${config.peer.address}:${config.peer.postgresPort}`,
+          }
+        : {
+            name: 'peer',
+            level: 'warn',
+            detail: `${config.peer.name} does not answer at ${config.peer.address}:${config.peer.postgresPort}: ${facts.peer.error ?? ''}`,
+          }
+      : { name: 'peer', level: 'warn', detail: 'not set up yet (no replication secret): peer not checked' },
+  );
+  out.push({
+    name: 'disk',
+    level: 'ok',
+    detail: `${formatBytes(l.freeBytes)} free for ${config.postgres.dataDir}`,
+  });
+  if (l.fenced) {
+    out.push({
+      name: 'fence',
+      level: 'warn',
+      detail: `this node is fenced since ${l.fenced.at}: ${l.fenced.reason}`,
+    });
+  }
+  return out;
+}
+
+export async function check(ctx: CommandContext): Promise<void> {
+  const facts = await gatherPairFacts(ctx);
+  const results = evaluateChecks(facts, ctx.config);
+  const text = results
+    .map((r) => `${r.level.toUpperCase().padEnd(4)}  ${r.name.padEnd(20)} ${r.detail}`)
+    .join('\n');
+  ctx.reporter.result(text, { checks: results });
+  if (results.some((r) => r.level === 'fail')) {
+    throw new StatusExit(ExitCode.StatusDegraded, '');
+  }
+}

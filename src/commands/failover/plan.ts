@@ -1,0 +1,146 @@
+/** planFailover: a promote decision → the steps. Pure. */
+import type { Config } from '../../core/config.js';
+import type { PairFacts } from '../../core/facts.js';
+import type { Plan, Step } from '../../core/plan.js';
+import { statePaths } from '../../core/context.js';
+import { quoteLiteral } from '../../pg/conninfo.js';
+import { createSlotSql } from '../../pg/queries.js';
+import { featuresFor } from '../../pg/version.js';
+import type { FailoverDecision } from './decide.js';
+import { serviceStep, slotOf } from '../common.js';
+import { chefHaConfPath } from '../../chef/paths.js';
+
+export interface FailoverPlanInput {
+  readonly facts: PairFacts;
+  readonly decision: Extract<FailoverDecision, { action: 'promote' | 'complete' }>;
+  readonly config: Config;
+  /** chef-ha.conf for this node as a primary. */
+  readonly primaryConf: string;
+}
+
+export function planFailover(input: FailoverPlanInput): Plan {
+  const { facts, decision, config } = input;
+  const steps: Step[] = [];
+  const promoted = decision.action === 'complete';
+  const peer = config.peer.name;
+  const peerServer = facts.peer.server;
+  if (decision.fence === 'sql' && peerServer) {
+    steps.push({
+      kind: 'action',
+      id: 'fence-old-master',
+      title: `fence ${peer} over SQL (read-only now; starts as a standby next time)`,
+      action: 'fence-peer-sql',
+      args: { peerDataDir: peerServer.dataDirectory, peerMajor: peerServer.major },
+      done: peerServer.inRecovery || peerServer.readOnlyDefault ? `${peer} is already read-only` : undefined,
+    });
+  } else if (decision.fence === 'ssh') {
+    steps.push({
+      kind: 'action',
+      id: 'fence-old-master',
+      title: `fence ${peer} over ssh (its PostgreSQL cannot start writable until rejoin)`,
+      action: 'fence-peer-ssh',
+      args: { reason: `failover to ${config.node.name}` },
+    });
+  } else {
+    steps.push({
+      kind: 'action',
+      id: 'fence-old-master',
+      title: `fence ${peer}`,
+      action: 'record-state',
+      args: {},
+      done: `no way to reach ${peer} (no answer from PostgreSQL, no peer.ssh): it must not be started before \`chef-ha-ctl rejoin\``,
+    });
+  }
+  const f = featuresFor(config.postgres.version);
+  const promoteSeconds = Math.ceil(config.failover.promoteTimeoutMs / 1000);
+  if (f.sqlPromote) {
+    steps.push({
+      kind: 'sql',
+      id: 'promote',
+      title: `promote ${config.node.name}`,
+      on: 'local',
+      database: 'postgres',
+      text: `SELECT pg_promote(true, ${promoteSeconds});`,
+      irreversible: true,
+      done: promoted ? 'already promoted' : undefined,
+    });
+  } else {
+    steps.push({
+      ...serviceStep(
+        config,
+        'promote',
+        'promote',
+        `promote ${config.node.name}`,
+        promoted ? 'already promoted' : undefined,
+      ),
+      irreversible: true,
+    });
+  }
+  steps.push({
+    kind: 'wait',
+    id: 'wait-writable',
+    title: 'wait until this node accepts writes',
+    until: { name: 'local-writable' },
+    timeoutMs: config.failover.promoteTimeoutMs,
+    intervalMs: 50,
+  });
+  steps.push({
+    kind: 'write',
+    id: 'write-primary-settings',
+    title: 'rewrite chef-ha.conf for the primary role (no primary_conninfo)',
+    path: chefHaConfPath(config),
+    content: input.primaryConf,
+    mode: 0o644,
+    owner: config.postgres.osUser,
+    done: facts.local.files.chefHaConf === input.primaryConf ? 'chef-ha.conf is current' : undefined,
+  });
+  // A synchronous_standby_names inherited from the old master would block every write: the new primary
+  // has no standby until rejoin.
+  steps.push({
+    kind: 'sql',
+    id: 'clear-inherited-settings',
+    title: 'clear synchronous_standby_names and read-only defaults inherited by the copy',
+    on: 'local',
+    database: 'postgres',
+    text: `ALTER SYSTEM RESET synchronous_standby_names;\nALTER SYSTEM RESET default_transaction_read_only;\nSELECT pg_reload_conf();`,
+  });
+  steps.push({
+    kind: 'sql',
+    id: 'create-slot-for-old-master',
+    title: `create replication slot ${slotOf(peer)} so that ${peer} can rejoin`,
+    on: 'local',
+    database: 'postgres',
+    text: createSlotSql(quoteLiteral(slotOf(peer))),
+    done: facts.local.pg.slots.some((s) => s.slot_name === slotOf(peer)) ? 'the slot exists' : undefined,
+  });
+  steps.push({
+    kind: 'action',
+    id: 'record-failover',
+    title: 'record the failover in the state directory',
+    action: 'record-state',
+    args: {
+      path: statePaths(config).history,
+      append: true,
+      data: { event: 'failover', newPrimary: config.node.name, oldPrimary: peer, fence: decision.fence },
+    },
+  });
+  steps.push({
+    kind: 'run',
+    id: 'restart-chef-services',
+    title: 'restart erchef so that its database pool reconnects to the new primary',
+    argv: [config.chefServer.ctl, 'restart', 'erchef'],
+    timeoutMs: 120_000,
+  });
+  steps.push({
+    kind: 'run',
+    id: 'reindex',
+    title: 'chef-server-ctl reindex',
+    argv: [config.chefServer.ctl, 'reindex'],
+    timeoutMs: config.chefServer.reindexTimeoutMs,
+  });
+  return {
+    command: 'failover',
+    summary: `${decision.reason}: ${promoted ? 'finish the failover to' : 'promote'} ${config.node.name}`,
+    steps,
+  };
+}

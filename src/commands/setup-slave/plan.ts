@@ -1,0 +1,370 @@
+/**
+ * planSetupSlave: facts and a verified join bundle → the steps that make this node the streaming
+ * standby of the master. Pure.
+ */
+import * as path from 'node:path';
+import type { Config } from '../../core/config.js';
+import type { PairFacts } from '../../core/facts.js';
+import type { Plan, Step } from '../../core/plan.js';
+import { SECRET_TOKEN } from '../../core/plan.js';
+import { RefusedError } from '../../core/errors.js';
+import { statePaths } from '../../core/context.js';
+import type { BundleManifest } from '../../chef/bundle.js';
+import { chefServerRbPath } from '../../chef/paths.js';
+import { formatBytes } from '../../pg/lsn.js';
+import { quoteLiteral } from '../../pg/conninfo.js';
+import { renderBasebackupArgv } from '../../pg/version.js';
+import {
+  chefObjects,
+  desiredChefServerRb,
+  planConfigFileSteps,
+  planRecipeSteps,
+  refuseBrokenEnvironment,
+  serviceStep,
+  slotOf,
+  type Rendered,
+} from '../common.js';
+import { syncStandbyNamesFor } from '../setup-master/plan.js';
+
+export interface SetupSlaveOptions {
+  readonly force: boolean;
+}
+
+export interface SetupSlaveInput {
+  readonly facts: PairFacts;
+  readonly config: Config;
+  readonly options: SetupSlaveOptions;
+  readonly rendered: Rendered & { readonly standbyFile: { readonly name: string; readonly content: string } };
+  readonly manifest: BundleManifest;
+  /** Folder the bundle was extracted to. */
+  readonly bundleDir: string;
+  /** chef-server.rb as the master has it (from the bundle), if any. */
+  readonly bundleChefServerRb: string | undefined;
+  /** Keys and secrets in /etc/chef-server already equal the bundle's. */
+  readonly etcMatches: boolean;
+  /** The stored replication secret equals the bundle's. */
+  readonly secretMatches: boolean;
+  /** The passfile holds the current secret. */
+  readonly passfileCurrent: boolean;
+  /** Bytes the base backup will need (the master's cluster size). */
+  readonly neededBytes: number;
+  readonly backupDir: string;
+}
+
+/** Settings a base backup or rewind copies from the master that must not stay on a standby. */
+export const HOST_SPECIFIC_AUTO_CONF = [
+  'synchronous_standby_names',
+  'primary_conninfo',
+  'primary_slot_name',
+  'default_transaction_read_only',
+] as const;
+
+/**
+ * Plans setup-slave.
+ * @throws RefusedError when this node's data must not be replaced, or the master cannot be used.
+ */
+export function planSetupSlave(input: SetupSlaveInput): Plan {
+  const { facts, config, manifest, rendered, backupDir } = input;
+  const local = facts.local;
+  refuseBrokenEnvironment(local, config);
+  const master = manifest.master;
+  if (!facts.peer.reachable || !facts.peer.server) {
+    throw new RefusedError(
+      `cannot reach the master's PostgreSQL at ${config.peer.address}:${config.peer.postgresPort} as ${config.replication.user}: ${facts.peer.error ?? 'no answer'}; nothing was changed`,
+      undefined,
+      `check that setup-master ran on ${master.name}, that its pg_hba block admits ${config.node.address}, and that peer.address/peer.postgresPort point at it`,
+    );
+  }
+  if (facts.peer.server.inRecovery) {
+    throw new RefusedError(
+      `${master.name} is itself a standby (in recovery); a slave must follow the primary; nothing was changed`,
+      undefined,
+      `run \`chef-ha-ctl status\` to see which node is the primary`,
+    );
+  }
+  if (facts.peer.server.systemIdentifier !== manifest.postgres.systemIdentifier) {
+    throw new RefusedError(
+      `the bundle was made on a different cluster (system id ${manifest.postgres.systemIdentifier}) than the one answering at ${config.peer.address}:${config.peer.postgresPort} (${facts.peer.server.systemIdentifier}); nothing was changed`,
+      undefined,
+      `export a fresh bundle on ${master.name}: chef-ha-ctl export-bundle --output FILE`,
+    );
+  }
+  const server = local.pg.server;
+  const alreadyStandby =
+    server?.inRecovery === true &&
+    server.systemIdentifier === manifest.postgres.systemIdentifier &&
+    !local.basebackupInProgress;
+  const slaveOfMaster = facts.peer.server.replication.some(
+    (r) => r.application_name === slotOf(config.node.name),
+  );
+  if (server && !server.inRecovery && !input.options.force) {
+    if (slaveOfMaster || facts.peer.server.walReceiver) {
+      throw new RefusedError(
+        `${config.node.name} is the pair's current primary (its PostgreSQL is writable and ${master.name} follows it); replacing its data would lose the pair's writes; nothing was changed`,
+        '--force',
+        'use `chef-ha-ctl switchover` to swap roles safely',
+      );
+    }
+    const objects = chefObjects(local.pg.chefData) + chefObjects(local.embedded.chefData);
+    if (objects > 0) {
+      const detail = Object.entries({ ...local.embedded.chefData, ...local.pg.chefData })
+        .filter(([, n]) => n > 0)
+        .map(([t, n]) => `${t}: ${n}`)
+        .join(', ');
+      throw new RefusedError(
+        `${config.node.name} holds Chef data beyond a fresh install's bootstrap rows (${detail}); setup-slave replaces it with ${master.name}'s; nothing was changed`,
+        '--force',
+        `it is backed up first into ${backupDir}; re-run with --force to accept replacing it`,
+      );
+    }
+  }
+  if (!alreadyStandby && local.freeBytes < input.neededBytes) {
+    throw new RefusedError(
+      `not enough free disk for the base backup: ${formatBytes(local.freeBytes)} free where ${config.postgres.dataDir} lives, ${formatBytes(input.neededBytes)} needed (the master's cluster plus 10%, plus minFreeDiskBytes); nothing was changed`,
+      undefined,
+      'free space on that filesystem (old backups are under the state directory) and run setup-slave again',
+    );
+  }
+
+  const steps: Step[] = [];
+  const secrets = statePaths(config).secrets;
+  steps.push({
+    kind: 'action',
+    id: 'store-replication-secret',
+    title: 'store the replication password from the bundle (mode 0600)',
+    action: 'import-secret',
+    args: { from: path.join(input.bundleDir, 'secret', 'replication.password') },
+    done: input.secretMatches ? `already in ${secrets}` : undefined,
+  });
+  steps.push({
+    kind: 'write',
+    id: 'write-passfile',
+    title: `write the passfile PostgreSQL uses to reach ${master.name}`,
+    path: config.postgres.passfile,
+    content: `*:*:*:${config.replication.user}:${SECRET_TOKEN}\n`,
+    secret: 'replication',
+    mode: 0o600,
+    owner: config.postgres.osUser,
+    done: input.passfileCurrent && input.secretMatches ? 'passfile is current' : undefined,
+  });
+  steps.push({
+    kind: 'backup',
+    id: 'backup-etc-chef-server',
+    title: `back up ${config.chefServer.etcDir}`,
+    method: 'copy',
+    from: config.chefServer.etcDir,
+    to: path.join(backupDir, 'etc-chef-server'),
+    done: input.etcMatches ? `keys already equal ${master.name}'s` : undefined,
+  });
+  steps.push({
+    kind: 'action',
+    id: 'install-etc-chef-server',
+    title: `replace ${config.chefServer.etcDir} with ${master.name}'s (modes and owners kept)`,
+    action: 'install-etc-chef-server',
+    args: { from: input.bundleDir, entries: manifest.etc },
+    done: input.etcMatches ? `keys already equal ${master.name}'s` : undefined,
+  });
+  const currentRb = input.etcMatches ? local.files.chefServerRb : input.bundleChefServerRb;
+  const rb = desiredChefServerRb(currentRb, config);
+  steps.push({
+    kind: 'write',
+    id: 'write-chef-server-rb',
+    title: 'point chef-server at this node’s distribution PostgreSQL (marked block in chef-server.rb)',
+    path: chefServerRbPath(config),
+    content: rb,
+    mode: 0o644,
+    done: input.etcMatches && rb === local.files.chefServerRb ? 'chef-server.rb block is current' : undefined,
+  });
+  steps.push(...planRecipeSteps(local, config, rendered, backupDir));
+  const running = local.pg.running;
+  steps.push(
+    serviceStep(
+      config,
+      'start',
+      'start-postgresql-for-reconfigure',
+      'start PostgreSQL so that reconfigure can run',
+      running || alreadyStandby ? 'PostgreSQL is running' : undefined,
+    ),
+  );
+  const chefChanged = steps.some(
+    (s) =>
+      !s.done &&
+      ['install-etc-chef-server', 'write-chef-server-rb', 'install-recipe-override'].includes(s.id),
+  );
+  steps.push({
+    kind: 'run',
+    id: 'reconfigure',
+    title: "chef-server-ctl reconfigure (erchef gets the master's SQL password)",
+    argv: [config.chefServer.ctl, 'reconfigure'],
+    timeoutMs: 900_000,
+    done: !chefChanged && alreadyStandby ? 'keys, recipe and attributes unchanged' : undefined,
+  });
+  const marker = statePaths(config).basebackupMarker;
+  const partial = local.basebackupInProgress;
+  const baseDone = alreadyStandby ? `already a standby of ${master.name}'s cluster` : undefined;
+  steps.push(
+    serviceStep(
+      config,
+      'stop',
+      'stop-postgresql',
+      'stop PostgreSQL',
+      baseDone ?? (running ? undefined : 'PostgreSQL is stopped'),
+    ),
+  );
+  steps.push({
+    kind: 'backup',
+    id: 'backup-data-dir',
+    title: `move the old data directory into the backup folder`,
+    method: 'move',
+    from: config.postgres.dataDir,
+    to: path.join(backupDir, 'postgresql-data'),
+    done:
+      baseDone ??
+      (partial
+        ? 'the data directory holds an interrupted base backup (removed next)'
+        : local.dataDir.exists
+          ? undefined
+          : 'no data directory'),
+  });
+  steps.push({
+    kind: 'remove',
+    id: 'remove-partial-basebackup',
+    title: 'remove the interrupted base backup',
+    path: config.postgres.dataDir,
+    done: baseDone ?? (partial ? undefined : 'no interrupted base backup'),
+  });
+  steps.push({
+    kind: 'action',
+    id: 'mark-basebackup-started',
+    title: 'note that a base backup is in progress (so an interrupted one is recognised)',
+    action: 'record-state',
+    args: { path: marker, data: { master: master.name, startedBy: 'setup-slave' } },
+    done: baseDone,
+  });
+  steps.push({
+    kind: 'run',
+    id: 'pg-basebackup',
+    title: `copy ${master.name}'s cluster with pg_basebackup (fast checkpoint, WAL streamed, slot ${slotOf(config.node.name)})`,
+    argv: renderBasebackupArgv(config.postgres.version, config.postgres.bindir, {
+      host: config.peer.address,
+      port: config.peer.postgresPort,
+      user: config.replication.user,
+      dataDir: config.postgres.dataDir,
+      slotName: slotOf(config.node.name),
+    }),
+    user: config.postgres.osUser,
+    env: { PGPASSFILE: config.postgres.passfile, PGAPPNAME: slotOf(config.node.name) },
+    timeoutMs: 6 * 3_600_000,
+    progress: true,
+    done: baseDone,
+  });
+  steps.push({
+    kind: 'action',
+    id: 'strip-copied-settings',
+    title: "remove the master's host-specific settings that pg_basebackup copied (postgresql.auto.conf)",
+    action: 'strip-auto-conf',
+    args: { keys: HOST_SPECIFIC_AUTO_CONF },
+    done: baseDone,
+  });
+  steps.push(...planConfigFileSteps(local, config, rendered));
+  steps.push({
+    kind: 'write',
+    id: 'write-standby-signal',
+    title: `write ${rendered.standbyFile.name} (start as a standby)`,
+    path: path.join(config.postgres.dataDir, rendered.standbyFile.name),
+    content: rendered.standbyFile.content,
+    mode: 0o600,
+    owner: config.postgres.osUser,
+    done: baseDone,
+  });
+  steps.push({
+    kind: 'remove',
+    id: 'clear-fence',
+    title: 'clear an old fence record',
+    path: statePaths(config).fence,
+    done: local.fenced ? undefined : 'not fenced',
+  });
+  steps.push({
+    kind: 'remove',
+    id: 'mark-basebackup-finished',
+    title: 'the base backup is complete',
+    path: marker,
+    done: baseDone,
+  });
+  const confChanged = steps.some(
+    (s) => !s.done && ['write-chef-ha-conf', 'write-pg-hba', 'include-chef-ha-conf'].includes(s.id),
+  );
+  steps.push(
+    serviceStep(
+      config,
+      'start',
+      'start-postgresql',
+      'start PostgreSQL as a hot standby',
+      baseDone && !confChanged ? 'PostgreSQL runs as a standby' : undefined,
+    ),
+  );
+  if (baseDone && confChanged) {
+    steps.push(
+      serviceStep(config, 'restart', 'restart-postgresql', 'restart PostgreSQL with the new settings'),
+    );
+  }
+  steps.push({
+    kind: 'wait',
+    id: 'wait-streaming',
+    title: `wait until ${master.name} reports this node streaming`,
+    until: { name: 'standby-streaming', on: 'peer', applicationName: slotOf(config.node.name), sync: false },
+    timeoutMs: config.replication.streamingTimeoutMs,
+    intervalMs: 200,
+  });
+  if (config.replication.synchronous) {
+    const want = syncStandbyNamesFor(config.node.name);
+    steps.push({
+      kind: 'sql',
+      id: 'enable-synchronous',
+      title: `make this node ${master.name}'s synchronous standby`,
+      on: 'peer',
+      database: 'postgres',
+      text: `ALTER SYSTEM SET synchronous_standby_names = ${quoteLiteral(want)}`,
+      done:
+        facts.peer.server.synchronousStandbyNames === want
+          ? 'synchronous_standby_names already names this node'
+          : undefined,
+    });
+    steps.push({
+      kind: 'sql',
+      id: 'reload-master',
+      title: `reload ${master.name}'s settings`,
+      on: 'peer',
+      database: 'postgres',
+      text: 'SELECT pg_reload_conf()',
+      done: facts.peer.server.synchronousStandbyNames === want ? 'nothing changed' : undefined,
+    });
+    steps.push({
+      kind: 'wait',
+      id: 'wait-sync',
+      title: `wait until ${master.name} reports this node sync`,
+      until: { name: 'standby-streaming', on: 'peer', applicationName: slotOf(config.node.name), sync: true },
+      timeoutMs: config.replication.streamingTimeoutMs,
+      intervalMs: 200,
+    });
+  }
+  const anythingChanged = steps.some((s) => !s.done && s.kind !== 'wait');
+  steps.push({
+    kind: 'run',
+    id: 'reindex',
+    title: 'chef-server-ctl reindex (search index from the replicated data)',
+    argv: [config.chefServer.ctl, 'reindex'],
+    timeoutMs: config.chefServer.reindexTimeoutMs,
+    done: anythingChanged ? undefined : 'nothing changed since the last reindex',
+  });
+  const todo = steps.filter((s) => !s.done && s.kind !== 'wait').length;
+  return {
+    command: 'setup-slave',
+    summary:
+      todo <= 0
+        ? `${config.node.name} is already the streaming standby of ${master.name}`
+        : `make ${config.node.name} the ${config.replication.synchronous ? 'synchronous ' : ''}streaming standby of ${master.name} (${todo} steps to do)`,
+    steps,
+    backupDir,
+  };
+}

@@ -1,0 +1,409 @@
+/**
+ * Compound steps: effects that need more than one port call. Each is idempotent or guarded, and each is
+ * reached only through executePlan (so dry-run never gets here).
+ */
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { CommandContext } from './context.js';
+import { localTarget, peerTarget, statePaths } from './context.js';
+import type { ActionName } from './plan.js';
+import { CommandError } from '../ports/index.js';
+import {
+  featuresFor,
+  majorFromVersionNum,
+  renderFenceFile,
+  renderReplicationGrants,
+  renderReplicationRoleSql,
+} from '../pg/version.js';
+import { md5Verifier, scramSha256Verifier } from '../pg/scram.js';
+import { quoteIdent, quoteLiteral } from '../pg/conninfo.js';
+import type { BundleEtcEntry, BundleManifest } from '../chef/bundle.js';
+import { BUNDLE_FORMAT, renderSums } from '../chef/bundle.js';
+import { renderSshArgv } from '../chef/ssh.js';
+import { VERSION } from './version.js';
+
+type Args = Readonly<Record<string, unknown>>;
+
+function str(args: Args, key: string): string {
+  const v = args[key];
+  if (typeof v !== 'string') {
+    throw new Error(`internal: action argument ${key} missing`);
+  }
+  return v;
+}
+
+async function groupName(ctx: CommandContext, gid: number): Promise<string> {
+  const text = (await ctx.ports.files.readTextIfExists('/etc/group')) ?? '';
+  for (const line of text.split('\n')) {
+    const parts = line.split(':');
+    if (parts[2] === String(gid) && parts[0]) {
+      return parts[0];
+    }
+  }
+  return String(gid);
+}
+
+async function userName(ctx: CommandContext, uid: number): Promise<string> {
+  const text = (await ctx.ports.files.readTextIfExists('/etc/passwd')) ?? '';
+  for (const line of text.split('\n')) {
+    const parts = line.split(':');
+    if (parts[2] === String(uid) && parts[0]) {
+      return parts[0];
+    }
+  }
+  return String(uid);
+}
+
+async function groupId(ctx: CommandContext, name: string): Promise<number | undefined> {
+  if (/^\d+$/.test(name)) {
+    return Number(name);
+  }
+  const text = (await ctx.ports.files.readTextIfExists('/etc/group')) ?? '';
+  for (const line of text.split('\n')) {
+    const parts = line.split(':');
+    if (parts[0] === name && parts[2]) {
+      return Number(parts[2]);
+    }
+  }
+  return undefined;
+}
+
+async function userId(ctx: CommandContext, name: string): Promise<number | undefined> {
+  if (/^\d+$/.test(name)) {
+    return Number(name);
+  }
+  return (await ctx.ports.files.lookupUser(name))?.uid;
+}
+
+async function replicationRole(ctx: CommandContext, args: Args): Promise<string> {
+  const password = await ctx.secrets.read('replication');
+  if (!password) {
+    throw new Error('the replication secret is missing from the state directory');
+  }
+  const version = ctx.config.postgres.version;
+  const role = ctx.config.replication.user;
+  const verifier =
+    featuresFor(version).passwordEncryption === 'scram-sha-256'
+      ? scramSha256Verifier(password, randomBytes(16))
+      : md5Verifier(password, role);
+  const sql = [
+    renderReplicationRoleSql(role, verifier, args['exists'] === true),
+    ...renderReplicationGrants(version, role),
+  ]
+    .map((s) => `${s};`)
+    .join('\n');
+  await ctx.ports.pg.execLocal(localTarget(ctx.config), 'postgres', sql);
+  return `role ${role} with replication, monitoring and fencing rights`;
+}
+
+async function writeBundle(ctx: CommandContext, args: Args): Promise<string> {
+  const { files, archive } = ctx.ports;
+  const config = ctx.config;
+  const output = str(args, 'output');
+  const password = await ctx.secrets.read('replication');
+  if (!password) {
+    throw new Error('the replication secret is missing from the state directory');
+  }
+  const rows = await ctx.ports.pg.queryLocal<{ v: number; sysid: string }>(
+    localTarget(config),
+    'postgres',
+    "SELECT current_setting('server_version_num')::int AS v, (SELECT system_identifier::text FROM pg_control_system()) AS sysid",
+  );
+  const server = rows[0];
+  if (!server) {
+    throw new Error('the local PostgreSQL returned no version');
+  }
+  const work = path.join(config.stateDir, `.bundle-${randomBytes(4).toString('hex')}`);
+  await files.mkdirp(work, 0o700);
+  try {
+    const payload = new Map<string, Buffer>();
+    const etcEntries: BundleEtcEntry[] = [];
+    await files.mkdirp(path.join(work, 'etc-chef-server'), 0o700);
+    for (const entry of await files.walk(config.chefServer.etcDir)) {
+      if (entry.info.isSymlink) {
+        continue;
+      }
+      const rel = `etc-chef-server/${entry.path}`;
+      etcEntries.push({
+        path: entry.path,
+        type: entry.info.isDirectory ? 'dir' : 'file',
+        mode: entry.info.mode,
+        user: await userName(ctx, entry.info.uid),
+        group: await groupName(ctx, entry.info.gid),
+      });
+      if (entry.info.isDirectory) {
+        await files.mkdirp(path.join(work, rel), 0o700);
+      } else {
+        const data = await files.readBytes(path.join(config.chefServer.etcDir, entry.path));
+        await files.writeAtomic(path.join(work, rel), data, 0o600);
+        payload.set(rel, data);
+      }
+    }
+    const manifest: BundleManifest = {
+      format: BUNDLE_FORMAT,
+      createdAt: new Date(ctx.ports.clock.now()).toISOString(),
+      chefHaVersion: VERSION,
+      master: { name: config.node.name, address: config.node.address, port: config.postgres.port },
+      slave: { name: config.peer.name },
+      postgres: {
+        major: majorFromVersionNum(server.v),
+        versionNum: server.v,
+        systemIdentifier: server.sysid,
+      },
+      replication: {
+        mode: config.replication.mode,
+        synchronous: config.replication.synchronous,
+        user: config.replication.user,
+        slotName: str(args, 'slotName'),
+      },
+      etc: etcEntries,
+    };
+    const manifestData = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
+    payload.set('manifest.json', manifestData);
+    await files.writeAtomic(path.join(work, 'manifest.json'), manifestData, 0o600);
+    const secretData = Buffer.from(`${password}\n`);
+    payload.set('secret/replication.password', secretData);
+    await files.mkdirp(path.join(work, 'secret'), 0o700);
+    await files.writeAtomic(path.join(work, 'secret', 'replication.password'), secretData, 0o600);
+    await files.writeAtomic(path.join(work, 'SHA256SUMS'), renderSums(payload), 0o600);
+    await files.mkdirp(path.dirname(output), 0o700);
+    const tmpOut = `${output}.tmp-${randomBytes(4).toString('hex')}`;
+    await archive.create(tmpOut, work, ['manifest.json', 'SHA256SUMS', 'secret', 'etc-chef-server'], 0o600);
+    await files.rename(tmpOut, output);
+    return `${output} (${etcEntries.length} entries of ${config.chefServer.etcDir})`;
+  } finally {
+    await files.removeTree(work);
+  }
+}
+
+async function installEtc(ctx: CommandContext, args: Args): Promise<string> {
+  const { files } = ctx.ports;
+  const from = str(args, 'from');
+  const entries = args['entries'] as readonly BundleEtcEntry[];
+  const etc = ctx.config.chefServer.etcDir;
+  await files.mkdirp(etc, 0o775);
+  await files.emptyDir(etc);
+  // Directories first (walk order is parent before child), then files, modes and owners as on the master.
+  for (const e of entries) {
+    const dest = path.join(etc, e.path);
+    const uid = (await userId(ctx, e.user)) ?? 0;
+    const gid = (await groupId(ctx, e.group)) ?? 0;
+    const owner = ctx.ports.proc.isRoot ? { uid, gid } : undefined;
+    if (e.type === 'dir') {
+      await files.mkdirp(dest, e.mode, owner);
+    } else {
+      await files.writeAtomic(
+        dest,
+        await files.readBytes(path.join(from, 'etc-chef-server', e.path)),
+        e.mode,
+        owner,
+      );
+    }
+  }
+  return `${entries.length} entries`;
+}
+
+async function migrateEmbedded(ctx: CommandContext, args: Args): Promise<string> {
+  const { shell, pg } = ctx.ports;
+  const config = ctx.config;
+  const e = config.chefServer.embeddedPostgres;
+  const dumpFile = str(args, 'dumpFile');
+  const db = config.chefServer.database;
+  // The dump is written by the embedded cluster's OS user into a folder it can write, then kept as backup.
+  const dumpDir = path.dirname(dumpFile);
+  const osUser = await ctx.ports.files.lookupUser(e.osUser);
+  await ctx.ports.files.mkdirp(dumpDir, 0o700, ctx.ports.proc.isRoot ? osUser : undefined);
+  const dump = await shell.run(
+    [
+      `${e.bindir}/pg_dump`,
+      '-h',
+      e.socketDir,
+      '-p',
+      String(e.port),
+      '-U',
+      e.superuser,
+      '-Fc',
+      '-f',
+      dumpFile,
+      db,
+    ],
+    { user: e.osUser, timeoutMs: 3_600_000 },
+  );
+  if (dump.exitCode !== 0) {
+    throw new CommandError(
+      `pg_dump ${db} from the embedded PostgreSQL`,
+      dump.exitCode,
+      dump.stderr,
+      `exited ${dump.exitCode}`,
+    );
+  }
+  const target = localTarget(config);
+  await pg.execLocal(
+    target,
+    'postgres',
+    `CREATE DATABASE ${quoteIdent(db)} TEMPLATE template0 ENCODING 'UTF8';`,
+  );
+  const restore = await shell.run(
+    [
+      `${config.postgres.bindir}/pg_restore`,
+      '-h',
+      target.socketDir,
+      '-p',
+      String(target.port),
+      '-U',
+      target.superuser,
+      '--no-owner',
+      '--no-privileges',
+      '--exit-on-error',
+      '-d',
+      db,
+      dumpFile,
+    ],
+    { user: config.postgres.osUser, timeoutMs: 3_600_000 },
+  );
+  if (restore.exitCode !== 0) {
+    throw new CommandError(
+      `pg_restore into ${db}`,
+      restore.exitCode,
+      restore.stderr,
+      `exited ${restore.exitCode}`,
+    );
+  }
+  return `dump kept in ${dumpFile}`;
+}
+
+async function stripAutoConf(ctx: CommandContext, args: Args): Promise<string> {
+  const file = path.join(ctx.config.postgres.dataDir, 'postgresql.auto.conf');
+  const keys = args['keys'] as readonly string[];
+  const text = await ctx.ports.files.readTextIfExists(file);
+  if (text === undefined) {
+    return 'no postgresql.auto.conf';
+  }
+  const kept = text.split('\n').filter((line) => !keys.some((k) => new RegExp(`^\\s*${k}\\s*=`).test(line)));
+  const next = kept.join('\n');
+  if (next === text) {
+    return 'nothing to remove';
+  }
+  const st = await ctx.ports.files.stat(file);
+  await ctx.ports.files.writeAtomic(
+    file,
+    next,
+    st?.mode ?? 0o600,
+    st && ctx.ports.proc.isRoot ? { uid: st.uid, gid: st.gid } : undefined,
+  );
+  return `removed ${keys.join(', ')}`;
+}
+
+async function recordState(ctx: CommandContext, args: Args): Promise<string> {
+  const file = str(args, 'path');
+  await ctx.ports.files.mkdirp(path.dirname(file), 0o700);
+  if (args['append'] === true) {
+    const old = (await ctx.ports.files.readTextIfExists(file)) ?? '';
+    await ctx.ports.files.writeAtomic(
+      file,
+      `${old}${JSON.stringify({ ...(args['data'] as object), at: new Date(ctx.ports.clock.now()).toISOString() })}\n`,
+      0o600,
+    );
+  } else {
+    await ctx.ports.files.writeAtomic(file, `${JSON.stringify(args['data'], null, 2)}\n`, 0o600);
+  }
+  return file;
+}
+
+/** Fences a running old primary over SQL: read-only by default, clients cut, starts as a standby next time. */
+async function fencePeerSql(ctx: CommandContext, args: Args): Promise<string> {
+  const password = await ctx.secrets.read('replication');
+  if (!password) {
+    throw new Error('no replication secret to reach the peer');
+  }
+  const target = peerTarget(ctx.config, password);
+  const q = (sql: string): Promise<unknown[]> => ctx.ports.pg.queryPeer(target, sql);
+  const dataDir = str(args, 'peerDataDir');
+  const version = str(args, 'peerMajor');
+  const fence = renderFenceFile(version);
+  await q('ALTER SYSTEM SET default_transaction_read_only = on');
+  await q('SELECT pg_reload_conf()');
+  // COPY TO writes as the server's OS user: the signal file makes the next start a read-only standby.
+  await q(
+    `COPY (SELECT ${quoteLiteral(fence.content.trimEnd())}) TO ${quoteLiteral(path.join(dataDir, fence.name))}`,
+  );
+  await q(
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND usename <> current_user",
+  );
+  return 'old primary is read-only, its client sessions were ended, and it will start as a standby';
+}
+
+async function fencePeerSsh(ctx: CommandContext, args: Args): Promise<string> {
+  const argv = renderSshArgv(ctx.config, ['fence', '--yes', '--reason', str(args, 'reason')]);
+  if (!argv) {
+    throw new Error('peer.ssh is not configured');
+  }
+  const result = await ctx.ports.shell.run(argv, { timeoutMs: 120_000 });
+  if (result.exitCode === 255) {
+    // ssh itself failed: the host is down or cut off. Nothing can reach it, and it cannot take writes
+    // while it stays down; the operator is told it must not be started before rejoin.
+    ctx.reporter.warn(
+      `the old master's host does not answer over ssh (${result.stderr.trim().split('\n').pop() ?? ''}): it is NOT fenced; do not start it before \`chef-ha-ctl rejoin\``,
+    );
+    return 'host unreachable over ssh: not fenced';
+  }
+  if (result.exitCode !== 0) {
+    throw new CommandError(argv.join(' '), result.exitCode, result.stderr, `exited ${result.exitCode}`);
+  }
+  return 'fenced over ssh';
+}
+
+async function writeLocalFenceFile(ctx: CommandContext): Promise<string> {
+  const fence = renderFenceFile(ctx.config.postgres.version);
+  const owner = ctx.ports.proc.isRoot
+    ? await ctx.ports.files.lookupUser(ctx.config.postgres.osUser)
+    : undefined;
+  await ctx.ports.files.writeAtomic(
+    path.join(ctx.config.postgres.dataDir, fence.name),
+    fence.content,
+    0o600,
+    owner,
+  );
+  return fence.name;
+}
+
+/**
+ * Runs one action.
+ * @throws whatever the action's port calls throw; executePlan wraps it in StepFailedError.
+ */
+export async function runAction(
+  ctx: CommandContext,
+  action: ActionName,
+  args: Args,
+): Promise<string | undefined> {
+  switch (action) {
+    case 'ensure-secret':
+      await ctx.secrets.ensure('replication');
+      return `kept in ${statePaths(ctx.config).secrets} (mode 0600)`;
+    case 'import-secret': {
+      const value = (await ctx.ports.files.readText(str(args, 'from'))).trim();
+      await ctx.secrets.write('replication', value);
+      return `kept in ${statePaths(ctx.config).secrets} (mode 0600)`;
+    }
+    case 'replication-role':
+      return replicationRole(ctx, args);
+    case 'write-bundle':
+      return writeBundle(ctx, args);
+    case 'install-etc-chef-server':
+      return installEtc(ctx, args);
+    case 'migrate-embedded-data':
+      return migrateEmbedded(ctx, args);
+    case 'dump-tables':
+      throw new Error('dump-tables is part of londiste mode, which is not implemented yet');
+    case 'strip-auto-conf':
+      return stripAutoConf(ctx, args);
+    case 'record-state':
+      return recordState(ctx, args);
+    case 'fence-peer-sql':
+      return fencePeerSql(ctx, args);
+    case 'fence-peer-ssh':
+      return fencePeerSsh(ctx, args);
+    case 'write-fence-file':
+      return writeLocalFenceFile(ctx);
+  }
+}

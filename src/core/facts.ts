@@ -1,0 +1,380 @@
+/**
+ * Read-only facts about this node and its peer, gathered once per command. Planners decide from this
+ * snapshot and never query again halfway (STYLE.md B3).
+ */
+import * as path from 'node:path';
+import type { Config } from './config.js';
+import type { CommandContext } from './context.js';
+import { embeddedTarget, localTarget, peerTarget, statePaths } from './context.js';
+import { describeError } from './errors.js';
+import { featuresFor, majorFromVersionNum } from '../pg/version.js';
+import {
+  CHEF_DATA_QUERY,
+  SETTINGS_QUERY,
+  SLOTS_QUERY,
+  WAL_RECEIVER_QUERY,
+  currentTimelineQuery,
+  databaseExistsQuery,
+  replicationQuery,
+  roleExistsQuery,
+  serverStateQuery,
+} from '../pg/queries.js';
+import { quoteLiteral } from '../pg/conninfo.js';
+import type { RecipeIdentity } from '../chef/recipe.js';
+import { identifyRecipe } from '../chef/recipe.js';
+import {
+  autoConfPath,
+  chefHaConfPath,
+  chefServerRbPath,
+  pgHbaPath,
+  postgresqlConfPath,
+  recipePath,
+} from '../chef/paths.js';
+
+export interface ReplicationRow {
+  readonly application_name: string;
+  readonly client_addr: string | null;
+  readonly state: string;
+  readonly sync_state: string;
+  readonly sent_lsn: string | null;
+  readonly flush_lsn: string | null;
+  readonly replay_lsn: string | null;
+  readonly lag_bytes: number | null;
+  readonly replay_lag_s: number | null;
+}
+
+export interface WalReceiverRow {
+  readonly status: string;
+  readonly sender_host: string | null;
+  readonly sender_port: number | null;
+  readonly received_tli: number | null;
+  readonly latest_end_lsn: string | null;
+  readonly last_msg_age_s: number | null;
+}
+
+/** What a running server says about itself. */
+export interface ServerFacts {
+  readonly versionNum: number;
+  readonly major: string;
+  readonly inRecovery: boolean;
+  readonly timeline: number | null;
+  readonly currentLsn: string | null;
+  readonly receiveLsn: string | null;
+  readonly replayLsn: string | null;
+  readonly replayAgeS: number | null;
+  readonly systemIdentifier: string;
+  readonly synchronousStandbyNames: string;
+  readonly readOnlyDefault: boolean;
+  readonly dataDirectory: string;
+  readonly replication: readonly ReplicationRow[];
+  readonly walReceiver: WalReceiverRow | null;
+}
+
+export interface LocalPgFacts {
+  readonly running: boolean;
+  readonly error?: string;
+  readonly server?: ServerFacts;
+  readonly settings: Readonly<Record<string, { readonly setting: string; readonly pendingRestart: boolean }>>;
+  readonly replicationRoleExists: boolean;
+  readonly slots: readonly { readonly slot_name: string; readonly active: boolean }[];
+  readonly database?: { readonly sizeBytes: number };
+  /** Chef objects beyond the bootstrap rows, per table. */
+  readonly chefData: Readonly<Record<string, number>>;
+}
+
+export interface LocalFacts {
+  readonly pg: LocalPgFacts;
+  readonly dataDir: {
+    readonly exists: boolean;
+    readonly empty: boolean;
+    readonly pgVersion?: string;
+    readonly standbySignal: boolean;
+    readonly recoveryConf: boolean;
+    readonly autoConf?: string;
+  };
+  readonly files: {
+    readonly chefHaConf?: string;
+    readonly pgHba?: string;
+    readonly postgresqlConf?: string;
+    readonly chefServerRb?: string;
+  };
+  readonly recipe: RecipeIdentity & { readonly path: string };
+  readonly recordedOriginalSha256?: string;
+  readonly binaries: Readonly<Record<string, boolean>>;
+  readonly ctlExecutable: boolean;
+  readonly etcDirExists: boolean;
+  readonly freeBytes: number;
+  readonly secretPresent: boolean;
+  readonly basebackupInProgress: boolean;
+  readonly fenced?: { readonly at: string; readonly reason: string };
+  readonly osUserKnown: boolean;
+  readonly embedded: {
+    readonly running: boolean;
+    readonly hasChefDatabase: boolean;
+    readonly chefData: Readonly<Record<string, number>>;
+  };
+}
+
+export interface PeerFacts {
+  readonly reachable: boolean;
+  readonly error?: string;
+  readonly server?: ServerFacts;
+  readonly slots: readonly { readonly slot_name: string; readonly active: boolean }[];
+}
+
+export interface PairFacts {
+  readonly local: LocalFacts;
+  readonly peer: PeerFacts;
+  readonly gatheredAt: number;
+}
+
+interface StateRow {
+  version_num: number;
+  in_recovery: boolean;
+  checkpoint_timeline: number;
+  current_lsn: string | null;
+  receive_lsn: string | null;
+  replay_lsn: string | null;
+  replay_age_s: number | null;
+  system_identifier: string;
+  synchronous_standby_names: string;
+  default_transaction_read_only: string;
+  data_directory: string;
+}
+
+async function safe<T>(fn: () => Promise<T>, fallback: T): Promise<T> {
+  try {
+    return await fn();
+  } catch {
+    return fallback;
+  }
+}
+
+/** Reads the server facts through any query function (local psql or peer TCP). */
+async function readServer(
+  query: <T>(sql: string) => Promise<T[]>,
+  configuredVersion: string,
+): Promise<ServerFacts> {
+  // The configured major is only a first guess for function names; the server's own number decides.
+  let f = featuresFor(configuredVersion);
+  const probe = await query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v");
+  const versionNum = probe[0]?.v ?? 0;
+  const major = majorFromVersionNum(versionNum);
+  f = featuresFor(major);
+  const [state] = await query<StateRow>(serverStateQuery(f));
+  if (!state) {
+    throw new Error('the server returned no state row');
+  }
+  const timelineRows = await safe(() => query<{ timeline: number | null }>(currentTimelineQuery(f)), []);
+  const replication = await query<ReplicationRow>(replicationQuery(f));
+  const walReceiver = state.in_recovery
+    ? ((await safe(() => query<WalReceiverRow>(WAL_RECEIVER_QUERY), []))[0] ?? null)
+    : null;
+  return {
+    versionNum,
+    major,
+    inRecovery: state.in_recovery,
+    timeline: timelineRows[0]?.timeline ?? state.checkpoint_timeline,
+    currentLsn: state.current_lsn,
+    receiveLsn: state.receive_lsn,
+    replayLsn: state.replay_lsn,
+    replayAgeS: state.replay_age_s,
+    systemIdentifier: state.system_identifier,
+    synchronousStandbyNames: state.synchronous_standby_names,
+    readOnlyDefault: state.default_transaction_read_only === 'on',
+    dataDirectory: state.data_directory,
+    replication,
+    walReceiver,
+  };
+}
+
+async function gatherLocalPg(ctx: CommandContext): Promise<LocalPgFacts> {
+  const { pg } = ctx.ports;
+  const config = ctx.config;
+  const target = localTarget(config);
+  const query = <T>(sql: string): Promise<T[]> => pg.queryLocal<T>(target, 'postgres', sql);
+  let server: ServerFacts;
+  try {
+    server = await readServer(query, config.postgres.version);
+  } catch (error) {
+    return {
+      running: false,
+      error: describeError(error),
+      settings: {},
+      replicationRoleExists: false,
+      slots: [],
+      chefData: {},
+    };
+  }
+  const settingsRows = await query<{ name: string; setting: string; pending_restart: boolean }>(
+    SETTINGS_QUERY,
+  );
+  const settings: Record<string, { setting: string; pendingRestart: boolean }> = {};
+  for (const row of settingsRows) {
+    settings[row.name] = { setting: row.setting, pendingRestart: row.pending_restart };
+  }
+  const role = await query<{ rolname: string }>(roleExistsQuery(quoteLiteral(config.replication.user)));
+  const slots = await query<{ slot_name: string; active: boolean }>(SLOTS_QUERY);
+  const db = await query<{ size_bytes: number | string }>(
+    databaseExistsQuery(quoteLiteral(config.chefServer.database)),
+  );
+  let chefData: Record<string, number> = {};
+  if (db.length > 0) {
+    const rows = await safe(
+      () =>
+        pg.queryLocal<{ name: string; rows: number | string }>(
+          target,
+          config.chefServer.database,
+          CHEF_DATA_QUERY,
+        ),
+      [],
+    );
+    chefData = Object.fromEntries(rows.map((r) => [r.name, Number(r.rows)]));
+  }
+  const dbRow = db[0];
+  return {
+    running: true,
+    server,
+    settings,
+    replicationRoleExists: role.length > 0,
+    slots,
+    ...(dbRow ? { database: { sizeBytes: Number(dbRow.size_bytes) } } : {}),
+    chefData,
+  };
+}
+
+async function gatherEmbedded(ctx: CommandContext): Promise<LocalFacts['embedded']> {
+  const { pg, files } = ctx.ports;
+  const config = ctx.config;
+  const e = config.chefServer.embeddedPostgres;
+  if (!(await files.exists(path.join(e.dataDir, 'PG_VERSION')))) {
+    return { running: false, hasChefDatabase: false, chefData: {} };
+  }
+  const target = embeddedTarget(config);
+  try {
+    const db = await pg.queryLocal<{ datname: string }>(
+      target,
+      'postgres',
+      databaseExistsQuery(quoteLiteral(config.chefServer.database)),
+      5_000,
+    );
+    if (db.length === 0) {
+      return { running: true, hasChefDatabase: false, chefData: {} };
+    }
+    const rows = await safe(
+      () =>
+        pg.queryLocal<{ name: string; rows: number | string }>(
+          target,
+          config.chefServer.database,
+          CHEF_DATA_QUERY,
+          5_000,
+        ),
+      [],
+    );
+    return {
+      running: true,
+      hasChefDatabase: true,
+      chefData: Object.fromEntries(rows.map((r) => [r.name, Number(r.rows)])),
+    };
+  } catch {
+    return { running: false, hasChefDatabase: false, chefData: {} };
+  }
+}
+
+/** Facts of this node. Never changes anything. */
+export async function gatherLocalFacts(ctx: CommandContext): Promise<LocalFacts> {
+  const { files } = ctx.ports;
+  const config = ctx.config;
+  const paths = statePaths(config);
+  const recordText = await safe(() => files.readTextIfExists(paths.recipeRecord), undefined);
+  let recordedOriginalSha256: string | undefined;
+  try {
+    recordedOriginalSha256 = recordText ? (JSON.parse(recordText) as { sha256?: string }).sha256 : undefined;
+  } catch {
+    recordedOriginalSha256 = undefined;
+  }
+  const recipeFile = recipePath(config);
+  const recipeBytes = (await files.exists(recipeFile)) ? await files.readBytes(recipeFile) : undefined;
+  const recipe = {
+    ...identifyRecipe(recipeBytes, config.chefServer.originalRecipeSha256, recordedOriginalSha256),
+    path: recipeFile,
+  };
+  const dataDir = config.postgres.dataDir;
+  const dataDirExists = await safe(() => files.exists(dataDir), false);
+  const pgVersion = (
+    await safe(() => files.readTextIfExists(path.join(dataDir, 'PG_VERSION')), undefined)
+  )?.trim();
+  const autoConf = await safe(() => files.readTextIfExists(autoConfPath(config)), undefined);
+  const binaries: Record<string, boolean> = {};
+  for (const bin of ['pg_ctl', 'pg_basebackup', 'pg_rewind', 'psql', 'pg_dump', 'pg_restore']) {
+    binaries[bin] = await files.canExecute(path.join(config.postgres.bindir, bin));
+  }
+  const fenceText = await safe(() => files.readTextIfExists(paths.fence), undefined);
+  let fenced: LocalFacts['fenced'];
+  try {
+    fenced = fenceText ? (JSON.parse(fenceText) as { at: string; reason: string }) : undefined;
+  } catch {
+    fenced = { at: 'unknown', reason: 'unreadable fence record' };
+  }
+  const [pgFacts, embedded] = await Promise.all([gatherLocalPg(ctx), gatherEmbedded(ctx)]);
+  const chefHaConf = await safe(() => files.readTextIfExists(chefHaConfPath(config)), undefined);
+  const pgHba = await safe(() => files.readTextIfExists(pgHbaPath(config)), undefined);
+  const postgresqlConf = await safe(() => files.readTextIfExists(postgresqlConfPath(config)), undefined);
+  const chefServerRb = await safe(() => files.readTextIfExists(chefServerRbPath(config)), undefined);
+  return {
+    pg: pgFacts,
+    dataDir: {
+      exists: dataDirExists,
+      empty: dataDirExists ? await safe(() => files.isEmptyDir(dataDir), false) : true,
+      ...(pgVersion ? { pgVersion } : {}),
+      standbySignal: await safe(() => files.exists(path.join(dataDir, 'standby.signal')), false),
+      recoveryConf: await safe(() => files.exists(path.join(dataDir, 'recovery.conf')), false),
+      ...(autoConf === undefined ? {} : { autoConf }),
+    },
+    files: {
+      ...(chefHaConf === undefined ? {} : { chefHaConf }),
+      ...(pgHba === undefined ? {} : { pgHba }),
+      ...(postgresqlConf === undefined ? {} : { postgresqlConf }),
+      ...(chefServerRb === undefined ? {} : { chefServerRb }),
+    },
+    recipe,
+    ...(recordedOriginalSha256 ? { recordedOriginalSha256 } : {}),
+    binaries,
+    ctlExecutable: await files.canExecute(config.chefServer.ctl),
+    etcDirExists: await files.exists(config.chefServer.etcDir),
+    freeBytes: await safe(() => files.freeBytes(dataDir), Number.MAX_SAFE_INTEGER),
+    secretPresent: (await ctx.secrets.read('replication')) !== undefined,
+    basebackupInProgress: await safe(() => files.exists(paths.basebackupMarker), false),
+    ...(fenced ? { fenced } : {}),
+    osUserKnown: (await files.lookupUser(config.postgres.osUser)) !== undefined,
+    embedded,
+  };
+}
+
+/** Facts of the peer over TCP with the replication role; unreachable without a secret. */
+export async function gatherPeerFacts(ctx: CommandContext, passwordOverride?: string): Promise<PeerFacts> {
+  const config: Config = ctx.config;
+  const password = passwordOverride ?? (await ctx.secrets.read('replication'));
+  if (!password) {
+    return {
+      reachable: false,
+      error: 'no replication secret yet (run setup-master or setup-slave first)',
+      slots: [],
+    };
+  }
+  const target = peerTarget(config, password);
+  const query = <T>(sql: string): Promise<T[]> => ctx.ports.pg.queryPeer<T>(target, sql);
+  try {
+    const server = await readServer(query, config.postgres.version);
+    const slots = await safe(() => query<{ slot_name: string; active: boolean }>(SLOTS_QUERY), []);
+    return { reachable: true, server, slots };
+  } catch (error) {
+    return { reachable: false, error: describeError(error), slots: [] };
+  }
+}
+
+/** Both nodes, gathered concurrently. */
+export async function gatherPairFacts(ctx: CommandContext, passwordOverride?: string): Promise<PairFacts> {
+  const [local, peer] = await Promise.all([gatherLocalFacts(ctx), gatherPeerFacts(ctx, passwordOverride)]);
+  return { local, peer, gatheredAt: ctx.ports.clock.now() };
+}

@@ -1,0 +1,147 @@
+/**
+ * Plans are data: a command gathers facts, a pure planner turns them into steps, and only the executor
+ * performs them. Dry-run prints them, tests compare them (STYLE.md B3).
+ */
+
+export type CommandName =
+  'setup-master' | 'setup-slave' | 'failover' | 'fence' | 'reconfigure' | 'revert' | 'switchover' | 'rejoin';
+
+/** Names of secrets kept under the state directory; steps refer to them, never to their values. */
+export type SecretName = 'replication';
+
+/** The token a `write` step's content uses where the secret's value goes. */
+export const SECRET_TOKEN = '@SECRET@';
+
+/** A condition a `wait` step polls for. */
+export type Probe =
+  | { readonly name: 'local-postgres-up' }
+  | { readonly name: 'local-writable' }
+  /** The standby `applicationName` is streaming (and `sync` when asked) as seen on the primary. */
+  | {
+      readonly name: 'standby-streaming';
+      readonly on: 'local' | 'peer';
+      readonly applicationName: string;
+      readonly sync: boolean;
+    }
+  /** This node (a standby) has replayed at least `lsn`. */
+  | { readonly name: 'local-replayed'; readonly lsn: string };
+
+interface StepBase {
+  /** Stable kebab-case id: appears in progress output, errors, tests and --plan-json. */
+  readonly id: string;
+  readonly title: string;
+  /** Set by the planner when the facts show the step's effect is already in place. */
+  readonly done?: string | undefined;
+  /** The step cannot be undone by re-running; a failure after it needs the manual recovery text. */
+  readonly irreversible?: boolean | undefined;
+}
+
+export type Step =
+  | (StepBase & {
+      readonly kind: 'run';
+      readonly argv: readonly [string, ...string[]];
+      readonly user?: string | undefined;
+      readonly env?: Readonly<Record<string, string>> | undefined;
+      readonly timeoutMs: number;
+      /** Stream the command's stderr as progress (pg_basebackup --progress). */
+      readonly progress?: boolean | undefined;
+      /** Give the command the terminal (chef-server-ctl output shown as it comes). */
+      readonly showOutput?: boolean | undefined;
+    })
+  | (StepBase & {
+      readonly kind: 'sql';
+      readonly on: 'local' | 'peer';
+      readonly database: string;
+      readonly text: string;
+    })
+  | (StepBase & {
+      readonly kind: 'write';
+      readonly path: string;
+      /** File content; SECRET_TOKEN is replaced by the secret's value at execution. */
+      readonly content: string;
+      readonly secret?: SecretName | undefined;
+      readonly mode: number;
+      /** OS user (and that user's group) to own the file; root when absent. */
+      readonly owner?: string | undefined;
+    })
+  | (StepBase & { readonly kind: 'remove'; readonly path: string })
+  | (StepBase & {
+      readonly kind: 'backup';
+      /** copy: a copy of a file or tree; move: rename (instant, same filesystem) or copy then remove. */
+      readonly method: 'copy' | 'move';
+      readonly from: string;
+      readonly to: string;
+    })
+  | (StepBase & {
+      readonly kind: 'wait';
+      readonly until: Probe;
+      readonly timeoutMs: number;
+      readonly intervalMs: number;
+    })
+  | (StepBase & {
+      readonly kind: 'action';
+      readonly action: ActionName;
+      readonly args: Readonly<Record<string, unknown>>;
+    });
+
+/** Compound effects with their own implementation in core/actions.ts. */
+export type ActionName =
+  | 'ensure-secret'
+  | 'import-secret'
+  | 'replication-role'
+  | 'write-bundle'
+  | 'install-etc-chef-server'
+  | 'migrate-embedded-data'
+  | 'dump-tables'
+  | 'strip-auto-conf'
+  | 'record-state'
+  | 'fence-peer-sql'
+  | 'fence-peer-ssh'
+  | 'write-fence-file';
+
+export interface Plan {
+  readonly command: CommandName;
+  readonly summary: string;
+  readonly steps: readonly Step[];
+  /** Where this run's backups go (printed at the end). */
+  readonly backupDir?: string | undefined;
+}
+
+/** The ids of the steps, in order (what tests compare). */
+export function stepIds(plan: Plan): string[] {
+  return plan.steps.map((s) => s.id);
+}
+
+/** A one-line rendering of what a step will do, for dry-run and progress. */
+export function describeStep(step: Step): string {
+  switch (step.kind) {
+    case 'run':
+      return `run ${step.user ? `(as ${step.user}) ` : ''}${step.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a}'`)).join(' ')}`;
+    case 'sql':
+      return `sql on ${step.on} ${step.database}: ${step.text.replace(/\s+/g, ' ').trim().slice(0, 200)}`;
+    case 'write':
+      return `write ${step.path} (mode ${step.mode.toString(8).padStart(4, '0')}${step.owner ? `, owner ${step.owner}` : ''})`;
+    case 'remove':
+      return `remove ${step.path}`;
+    case 'backup':
+      return `${step.method === 'move' ? 'move' : 'copy'} ${step.from} to ${step.to}`;
+    case 'wait':
+      return `wait up to ${(step.timeoutMs / 1000).toFixed(0)}s until ${describeProbe(step.until)}`;
+    case 'action':
+      return `${step.action} ${JSON.stringify(step.args)}`;
+  }
+}
+
+/** Human text for a probe. */
+export function describeProbe(probe: Probe): string {
+  switch (probe.name) {
+    case 'local-postgres-up':
+      return 'the local PostgreSQL accepts connections';
+    case 'local-writable':
+      return 'the local PostgreSQL accepts writes';
+    case 'standby-streaming':
+      return `${probe.on === 'peer' ? 'the peer' : 'this node'} reports ${probe.applicationName} ${probe.sync ? 'streaming and sync' : 'streaming'}`;
+    case 'local-replayed':
+      return `this node has replayed WAL up to ${probe.lsn}`;
+  }
+}

@@ -209,27 +209,13 @@ async function migrateEmbedded(ctx: CommandContext, args: Args): Promise<string>
   const e = config.chefServer.embeddedPostgres;
   const dumpFile = str(args, 'dumpFile');
   const db = config.chefServer.database;
-  // The dump is written by the embedded cluster's OS user into a folder it can write, then kept as backup.
-  const dumpDir = path.dirname(dumpFile);
-  const osUser = await ctx.ports.files.lookupUser(e.osUser);
-  await ctx.ports.files.mkdirp(dumpDir, 0o700, ctx.ports.proc.isRoot ? osUser : undefined);
+  // pg_dump writes to chef-ha's stdout and chef-ha (root) keeps the file, because the state directory is
+  // 0700 root; pg_restore reads the same bytes on its stdin.
   const dump = await shell.run(
-    [
-      `${e.bindir}/pg_dump`,
-      '-h',
-      e.socketDir,
-      '-p',
-      String(e.port),
-      '-U',
-      e.superuser,
-      '-Fc',
-      '-f',
-      dumpFile,
-      db,
-    ],
-    { user: e.osUser, timeoutMs: 3_600_000 },
+    [`${e.bindir}/pg_dump`, '-h', e.socketDir, '-p', String(e.port), '-U', e.superuser, '-Fc', db],
+    { user: e.osUser, timeoutMs: 3_600_000, binary: true },
   );
-  if (dump.exitCode !== 0) {
+  if (dump.exitCode !== 0 || !dump.stdoutBytes) {
     throw new CommandError(
       `pg_dump ${db} from the embedded PostgreSQL`,
       dump.exitCode,
@@ -237,6 +223,8 @@ async function migrateEmbedded(ctx: CommandContext, args: Args): Promise<string>
       `exited ${dump.exitCode}`,
     );
   }
+  await ctx.ports.files.mkdirp(path.dirname(dumpFile), 0o700);
+  await ctx.ports.files.writeAtomic(dumpFile, dump.stdoutBytes, 0o600);
   const target = localTarget(config);
   await pg.execLocal(
     target,
@@ -257,9 +245,8 @@ async function migrateEmbedded(ctx: CommandContext, args: Args): Promise<string>
       '--exit-on-error',
       '-d',
       db,
-      dumpFile,
     ],
-    { user: config.postgres.osUser, timeoutMs: 3_600_000 },
+    { user: config.postgres.osUser, timeoutMs: 3_600_000, input: dump.stdoutBytes },
   );
   if (restore.exitCode !== 0) {
     throw new CommandError(

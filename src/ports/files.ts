@@ -39,6 +39,7 @@ export interface Files {
   exists(file: string): Promise<boolean>;
   /** lstat; undefined when missing. */
   stat(file: string): Promise<FileInfo | undefined>;
+  /** Creates a missing directory (and parents) with this mode and owner; an existing one is left as it is. */
   mkdirp(dir: string, mode: number, owner?: { uid: number; gid: number }): Promise<void>;
   listDir(dir: string): Promise<string[]>;
   isEmptyDir(dir: string): Promise<boolean>;
@@ -137,6 +138,10 @@ export function createFiles(): Files {
       }
     },
     async mkdirp(dir, mode, owner) {
+      // An existing directory keeps its mode and owner (a data directory must stay 0700).
+      if (await self.exists(dir)) {
+        return;
+      }
       await fs.mkdir(dir, { recursive: true, mode });
       await fs.chmod(dir, mode);
       if (owner) {

@@ -10,7 +10,7 @@ export interface RunOptions {
   readonly user?: string | undefined;
   readonly env?: Readonly<Record<string, string>> | undefined;
   /** Text written to the child's stdin (SQL, secrets): never in argv. */
-  readonly input?: string | undefined;
+  readonly input?: string | Buffer | undefined;
   readonly timeoutMs: number;
   readonly cwd?: string | undefined;
   /** Called with each chunk of stderr as it arrives (progress of pg_basebackup). */

@@ -1,0 +1,147 @@
+/**
+ * Command-line face of the sandbox (run through scripts/sandbox):
+ *   up DIR [--nodes 2] [--net loopback] [--mode streaming|londiste] [--sync] [--proxy] [--etcd]
+ *   down DIR
+ *   services DIR start|stop
+ * Exit codes: 0 ok, 1 failure, 2 usage or not implemented yet.
+ */
+import { NotImplementedError, SandboxUpError, downSandbox, upSandbox } from './index.js';
+import type { NetMode, ReplicationMode, UpOptions } from './types.js';
+
+const USAGE = `usage:
+  scripts/sandbox up DIR [--nodes 2] [--net loopback|netns] [--mode streaming|londiste] [--sync] [--proxy] [--etcd]
+  scripts/sandbox down DIR
+  scripts/sandbox services DIR start|stop`;
+
+class Usage extends Error {}
+
+function parseUp(args: readonly string[]): { dir: string; opts: UpOptions } {
+  let dir: string | undefined;
+  let nodes = 2;
+  let net: NetMode = 'loopback';
+  let mode: ReplicationMode = 'streaming';
+  let sync = false;
+  let proxy = false;
+  let etcd = false;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] ?? '';
+    const value = (): string => {
+      const v = args[++i];
+      if (v === undefined) {
+        throw new Usage(`${a} needs a value`);
+      }
+      return v;
+    };
+    const [flag, inline] =
+      a.startsWith('--') && a.includes('=')
+        ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]
+        : [a, undefined];
+    const val = (): string => inline ?? value();
+    switch (flag) {
+      case '--nodes':
+        nodes = Number(val());
+        break;
+      case '--net': {
+        const v = val();
+        if (v !== 'loopback' && v !== 'netns') {
+          throw new Usage('--net must be loopback or netns');
+        }
+        net = v;
+        break;
+      }
+      case '--mode': {
+        const v = val();
+        if (v !== 'streaming' && v !== 'londiste') {
+          throw new Usage('--mode must be streaming or londiste');
+        }
+        mode = v;
+        break;
+      }
+      case '--sync':
+        sync = true;
+        break;
+      case '--proxy':
+        proxy = true;
+        break;
+      case '--etcd':
+        etcd = true;
+        break;
+      default:
+        if (a.startsWith('-') || dir !== undefined) {
+          throw new Usage(`unexpected argument ${a}`);
+        }
+        dir = a;
+    }
+  }
+  if (dir === undefined) {
+    throw new Usage('up needs a DIR');
+  }
+  return { dir, opts: { nodes, net, mode, sync, proxy, etcd } };
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case 'up': {
+        const { dir, opts } = parseUp(rest);
+        const started = Date.now();
+        const info = await upSandbox(dir, opts);
+        console.log(`sandbox up in ${info.dir} (${((Date.now() - started) / 1000).toFixed(1)}s)`);
+        for (const n of info.nodes) {
+          console.log(
+            `  ${n.name}: chef API ${n.chefApi}, postgres ${n.postgres.host}:${n.postgres.port}, embedded :${n.embeddedPostgres.port}, ssh :${n.sshPort}, config ${n.config}`,
+          );
+        }
+        console.log(`  details: ${info.dir}/sandbox.json`);
+        return 0;
+      }
+      case 'down': {
+        if (rest.length !== 1 || rest[0] === undefined) {
+          throw new Usage('down needs exactly one DIR');
+        }
+        await downSandbox(rest[0]);
+        console.log(`sandbox in ${rest[0]} is down`);
+        return 0;
+      }
+      case 'services': {
+        const [dir, action] = rest;
+        if (dir === undefined || (action !== 'start' && action !== 'stop') || rest.length !== 2) {
+          throw new Usage('services needs DIR and start|stop');
+        }
+        console.log('no services defined yet');
+        return 0;
+      }
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        console.log(USAGE);
+        return cmd === undefined ? 2 : 0;
+      default:
+        throw new Usage(`unknown command ${cmd}`);
+    }
+  } catch (error) {
+    if (error instanceof Usage) {
+      console.error(`sandbox: ${error.message}\n${USAGE}`);
+      return 2;
+    }
+    if (error instanceof NotImplementedError) {
+      console.error(`sandbox: not implemented yet: ${error.message}`);
+      return 2;
+    }
+    if (error instanceof SandboxUpError) {
+      console.error(`sandbox: ${error.message}`);
+      return 1;
+    }
+    console.error(`sandbox: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    if (cmd === 'up' && rest[0] !== undefined) {
+      console.error(`sandbox: up failed; inspect ${rest[0]} and run \`scripts/sandbox down ${rest[0]}\``);
+    }
+    return 1;
+  }
+}
+
+// a closed pipe (`scripts/sandbox up DIR | head`) must not turn a successful run into a crash
+process.stdout.on('error', () => undefined);
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,311 @@
+/**
+ * The chef-ha test sandbox (DESIGN.md section 8): stand-in Chef Server 11 nodes on real PostgreSQL 15,
+ * driven by `scripts/sandbox` and by the e2e tests through this API.
+ *
+ *   upSandbox(dir, opts)  build and start everything under dir, write dir/sandbox.json
+ *   downSandbox(dir)      stop everything it started (idempotent, works after a half-failed up)
+ *   readSandbox(dir)      parse dir/sandbox.json
+ */
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { buildNode, describeNode, writeChefHaConfig, writeKnownHosts, type NodePlan } from './build.js';
+import { PG_BINDIR, REPO_ROOT, nodePaths } from './paths.js';
+import { PORT_OFFSET, PORTS_PER_NODE, releasePorts, reservePorts } from './ports.js';
+import { allPids, cmdlineOf, isAlive, parentOf, run, runAs, runOk, stopPid } from './proc.js';
+import { knownPids } from './standins/runit.js';
+import type { RecordedPid, SandboxInfo, UpOptions } from './types.js';
+
+export type { RecordedPid, SandboxInfo, SandboxNode, UpOptions } from './types.js';
+
+/** Thrown for flags that a later issue implements (the CLI exits 2). */
+export class NotImplementedError extends Error {}
+/** Thrown when `up` is asked for a sandbox that is already running. */
+export class SandboxUpError extends Error {}
+
+const NODE_NAMES = 'abcdefghijklmnopqrstuvwxyz';
+
+/** Reads and parses DIR/sandbox.json. */
+export async function readSandbox(dir: string): Promise<SandboxInfo> {
+  return JSON.parse(await readFile(join(resolve(dir), 'sandbox.json'), 'utf8')) as SandboxInfo;
+}
+
+async function writeSandbox(info: SandboxInfo): Promise<void> {
+  const file = join(info.dir, 'sandbox.json');
+  await writeFile(`${file}.tmp`, JSON.stringify(info, null, 2) + '\n');
+  const { rename } = await import('node:fs/promises');
+  await rename(`${file}.tmp`, file);
+}
+
+async function postmasterPid(dataDir: string): Promise<number | null> {
+  try {
+    const pid = Number((await readFile(join(dataDir, 'postmaster.pid'), 'utf8')).split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 && (await isAlive(pid)) ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+/** True when any process of the sandbox recorded in sandbox.json still runs. */
+export async function isSandboxUp(dir: string): Promise<boolean> {
+  const abs = resolve(dir);
+  let info: SandboxInfo;
+  try {
+    info = await readSandbox(abs);
+  } catch {
+    return false;
+  }
+  for (const r of info.pids) {
+    if ((await isAlive(r.pid)) && (await cmdlineOf(r.pid)).includes(abs)) {
+      return true;
+    }
+  }
+  for (const n of info.nodes) {
+    if (
+      (await postmasterPid(n.postgres.dataDir)) !== null ||
+      (await postmasterPid(n.embeddedPostgres.dataDir)) !== null
+    ) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/** Every directory that is not searchable by "other" on the way from / to dir. */
+async function untraversableAncestors(dir: string): Promise<string[]> {
+  const bad: string[] = [];
+  for (let d = dirname(dir); ; d = dirname(d)) {
+    const st = await stat(d);
+    if ((st.mode & 0o001) === 0) {
+      bad.push(d);
+    }
+    if (d === '/') {
+      break;
+    }
+  }
+  return bad;
+}
+
+async function collectPids(info: SandboxInfo): Promise<RecordedPid[]> {
+  const pids: RecordedPid[] = [];
+  for (const n of info.nodes) {
+    const p = nodePaths(n.root);
+    const dist = await postmasterPid(p.pgDataDir);
+    if (dist !== null) {
+      pids.push({ pid: dist, node: n.name, what: 'postgresql (distribution 15/main)' });
+    }
+    const sshd = Number((await readFile(p.sshdPidFile, 'utf8').catch(() => '')).trim());
+    if (sshd > 0) {
+      pids.push({ pid: sshd, node: n.name, what: 'sshd' });
+    }
+    for (const pid of await knownPids(p)) {
+      if (await isAlive(pid)) {
+        pids.push({ pid, node: n.name, what: (await cmdlineOf(pid)).slice(0, 120) });
+      }
+    }
+  }
+  return pids;
+}
+
+/**
+ * Builds and starts a sandbox under `dir` and writes dir/sandbox.json.
+ * @throws NotImplementedError for --net netns, --proxy, --etcd; SandboxUpError when it already runs.
+ */
+export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<SandboxInfo> {
+  const abs = resolve(dir);
+  const count = opts.nodes ?? 2;
+  const net = opts.net ?? 'loopback';
+  if (net !== 'loopback') {
+    throw new NotImplementedError(`--net ${net} is not implemented yet (only --net loopback)`);
+  }
+  if (opts.proxy === true) {
+    throw new NotImplementedError('--proxy is not implemented yet');
+  }
+  if (opts.etcd === true) {
+    throw new NotImplementedError('--etcd is not implemented yet');
+  }
+  if (!Number.isInteger(count) || count < 2 || count > NODE_NAMES.length) {
+    throw new Error(`--nodes must be an integer from 2 to ${NODE_NAMES.length}`);
+  }
+  await mkdir(abs, { recursive: true });
+  if (existsSync(join(abs, 'sandbox.json'))) {
+    if (await isSandboxUp(abs)) {
+      throw new SandboxUpError(
+        `a sandbox is already up in ${abs}; run \`scripts/sandbox down ${abs}\` first`,
+      );
+    }
+    await downSandbox(abs);
+    await rm(join(abs, 'nodes'), { recursive: true, force: true });
+    await rm(join(abs, 'ssh'), { recursive: true, force: true });
+    await rm(join(abs, 'sandbox.json'), { force: true });
+  }
+  await chmod(abs, 0o755);
+  const bad = await untraversableAncestors(abs);
+  if (bad.length > 0) {
+    throw new Error(
+      `user postgres cannot reach ${abs}: ${bad.join(', ')} not searchable by others (chmod o+x or pick another DIR)`,
+    );
+  }
+  const basePort = await reservePorts(abs, count);
+  const plans: NodePlan[] = [];
+  for (let i = 0; i < count; i++) {
+    const b = basePort + i * PORTS_PER_NODE;
+    plans.push({
+      name: `chef-${NODE_NAMES[i] ?? String(i)}`,
+      index: i,
+      address: '127.0.0.1',
+      ports: {
+        postgres: b + PORT_OFFSET.postgres,
+        embeddedPostgres: b + PORT_OFFSET.embeddedPostgres,
+        chefApi: b + PORT_OFFSET.chefApi,
+        health: b + PORT_OFFSET.health,
+        ssh: b + PORT_OFFSET.ssh,
+      },
+    });
+  }
+  const sshDir = join(abs, 'ssh');
+  const clientKey = join(sshDir, 'id_ed25519');
+  let info: SandboxInfo = {
+    dir: abs,
+    net: 'loopback',
+    repo: REPO_ROOT,
+    state: 'starting',
+    mode: opts.mode ?? 'streaming',
+    synchronous: opts.sync ?? false,
+    basePort,
+    sshIdentityFile: clientKey,
+    nodes: plans.map((pl) => describeNode(nodePaths(join(abs, 'nodes', pl.name)), pl)),
+    pids: [],
+    createdAt: new Date().toISOString(),
+  };
+  await writeSandbox(info);
+  await mkdir(join(abs, 'nodes'), { recursive: true, mode: 0o755 });
+  await chmod(join(abs, 'nodes'), 0o755);
+  await mkdir(sshDir, { recursive: true, mode: 0o700 });
+  await runOk([
+    'ssh-keygen',
+    '-q',
+    '-t',
+    'ed25519',
+    '-N',
+    '',
+    '-C',
+    `chef-ha-sandbox@${abs}`,
+    '-f',
+    clientKey,
+  ]);
+
+  const paths = await Promise.all(plans.map((pl) => buildNode(abs, pl, clientKey)));
+  for (let i = 0; i < count; i++) {
+    const j = (i + 1) % count;
+    const [p, pl, peer, peerPl] = [paths[i], plans[i], paths[j], plans[j]];
+    if (p === undefined || pl === undefined || peer === undefined || peerPl === undefined) {
+      throw new Error('internal: node plan mismatch');
+    }
+    await writeKnownHosts(p, peer, peerPl);
+    await writeChefHaConfig(p, pl, peer, peerPl, { mode: info.mode, sync: info.synchronous });
+  }
+  info = { ...info, pids: await collectPids(info) };
+  await writeSandbox(info);
+
+  // first `chef-server-ctl reconfigure` with the original recipe (as right after installing the package)
+  const results = await Promise.all(
+    paths.map((p) => run([p.ctl, 'reconfigure'], { cwd: abs, timeoutMs: 180_000 })),
+  );
+  results.forEach((r, i) => {
+    if (r.code !== 0) {
+      throw new Error(
+        `chef-server-ctl reconfigure on ${plans[i]?.name ?? '?'} exited ${r.code}:\n${r.stdout}\n${r.stderr}`,
+      );
+    }
+  });
+  info = { ...info, state: 'up', pids: await collectPids(info) };
+  await writeSandbox(info);
+  return info;
+}
+
+/** Directories holding PG_VERSION under root (not descending into clusters). */
+async function findClusters(root: string, depth = 8): Promise<string[]> {
+  if (depth < 0) {
+    return [];
+  }
+  if (existsSync(join(root, 'PG_VERSION'))) {
+    return [root];
+  }
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = await readdir(root, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  const found: string[] = [];
+  for (const e of entries) {
+    if (e.isDirectory() && !e.isSymbolicLink()) {
+      found.push(...(await findClusters(join(root, e.name), depth - 1)));
+    }
+  }
+  return found;
+}
+
+/**
+ * Stops everything the sandbox started: recorded pids, supervised stand-in services, every PostgreSQL
+ * cluster under the node roots (pg_ctl stop -m immediate), each sshd, then any process whose command line
+ * still names a node root. Idempotent; never throws for processes that are already gone.
+ */
+export async function downSandbox(dir: string): Promise<void> {
+  const abs = resolve(dir);
+  let info: SandboxInfo | null = null;
+  try {
+    info = await readSandbox(abs);
+  } catch {
+    info = null;
+  }
+  const nodesDir = join(abs, 'nodes');
+  const roots = (await readdir(nodesDir).catch(() => [] as string[])).map((n) => join(nodesDir, n));
+  for (const root of roots) {
+    const p = nodePaths(root);
+    for (const pid of await knownPids(p)) {
+      await stopPid(pid, { mustContain: root, graceMs: 3_000 });
+    }
+    for (const cluster of await findClusters(root)) {
+      const pid = await postmasterPid(cluster);
+      if (pid === null) {
+        continue;
+      }
+      const r = await runAs(
+        'postgres',
+        [join(PG_BINDIR, 'pg_ctl'), '-D', cluster, '-m', 'immediate', '-w', '-t', '20', 'stop'],
+        {
+          cwd: '/',
+        },
+      );
+      if (r.code !== 0) {
+        await stopPid(pid, { mustContain: cluster, graceMs: 3_000 });
+      }
+    }
+    const sshd = Number((await readFile(p.sshdPidFile, 'utf8').catch(() => '')).trim());
+    if (sshd > 0) {
+      await stopPid(sshd, { mustContain: root });
+    }
+  }
+  for (const r of info?.pids ?? []) {
+    await stopPid(r.pid, { mustContain: abs, graceMs: 3_000 });
+  }
+  // last sweep: anything still naming a node root (e.g. daemons chef-ha-ctl started), except us
+  const protectedPids = new Set<number>();
+  for (let pid = process.pid; pid > 1; pid = await parentOf(pid)) {
+    protectedPids.add(pid);
+  }
+  for (const pid of await allPids()) {
+    if (protectedPids.has(pid)) {
+      continue;
+    }
+    if ((await cmdlineOf(pid)).includes(`${nodesDir}/`)) {
+      await stopPid(pid, { mustContain: `${nodesDir}/`, graceMs: 3_000 });
+    }
+  }
+  if (info !== null) {
+    await releasePorts(abs, info.basePort);
+    await writeSandbox({ ...info, state: 'down' });
+  }
+}

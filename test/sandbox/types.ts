@@ -1,0 +1,75 @@
+/** Shapes of the sandbox API and of DIR/sandbox.json (DESIGN.md section 8). */
+
+export type NetMode = 'loopback' | 'netns';
+export type ReplicationMode = 'streaming' | 'londiste';
+
+export interface UpOptions {
+  /** number of stand-in Chef Server nodes (default 2, at least 2) */
+  readonly nodes?: number;
+  /** only 'loopback' is implemented */
+  readonly net?: NetMode;
+  readonly mode?: ReplicationMode;
+  /** replication.synchronous in every chef-ha.json */
+  readonly sync?: boolean;
+  /** not implemented yet */
+  readonly proxy?: boolean;
+  /** not implemented yet */
+  readonly etcd?: boolean;
+}
+
+export interface SandboxNode {
+  readonly name: string;
+  readonly address: string;
+  /** the directory standing in for this host's "/" */
+  readonly root: string;
+  /** path of this node's chef-ha.json */
+  readonly config: string;
+  /** path of this node's chef-server-ctl (stand-in) */
+  readonly ctl: string;
+  /** base URL of the Chef API stand-in (erchef) */
+  readonly chefApi: string;
+  /** the distribution PostgreSQL 15 "main" cluster */
+  readonly postgres: {
+    readonly host: string;
+    readonly port: number;
+    readonly socketDir: string;
+    readonly dataDir: string;
+    readonly confDir: string;
+    readonly bindir: string;
+    readonly logFile: string;
+  };
+  /** chef-server's embedded cluster (stand-in: PostgreSQL 15 too) */
+  readonly embeddedPostgres: {
+    readonly host: string;
+    readonly port: number;
+    readonly socketDir: string;
+    readonly dataDir: string;
+    readonly superuser: string;
+  };
+  readonly healthPort: number;
+  readonly sshPort: number;
+  /** network namespace (netns mode only) */
+  readonly netns: string | null;
+}
+
+export interface RecordedPid {
+  readonly pid: number;
+  readonly node: string;
+  readonly what: string;
+}
+
+export interface SandboxInfo {
+  readonly dir: string;
+  readonly net: NetMode;
+  readonly repo: string;
+  readonly state: 'starting' | 'up' | 'down';
+  readonly mode: ReplicationMode;
+  readonly synchronous: boolean;
+  readonly basePort: number;
+  /** private key of the sandbox's ssh client keypair (copied into each node's root/.ssh) */
+  readonly sshIdentityFile: string;
+  readonly nodes: readonly SandboxNode[];
+  /** processes started by `up` (down also finds the ones started later by pid files) */
+  readonly pids: readonly RecordedPid[];
+  readonly createdAt: string;
+}

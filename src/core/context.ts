@@ -67,6 +67,7 @@ export function statePaths(config: Config): {
   recipeRecord: string;
   fence: string;
   basebackupMarker: string;
+  failoverMarker: string;
   history: string;
 } {
   const s = config.stateDir;
@@ -78,6 +79,7 @@ export function statePaths(config: Config): {
     recipeRecord: path.join(s, 'recipe-original.json'),
     fence: path.join(s, 'fenced.json'),
     basebackupMarker: path.join(s, 'basebackup-in-progress'),
+    failoverMarker: path.join(s, 'failover-in-progress'),
     history: path.join(s, 'history.jsonl'),
   };
 }

@@ -106,6 +106,8 @@ export interface LocalFacts {
   readonly freeBytes: number;
   readonly secretPresent: boolean;
   readonly basebackupInProgress: boolean;
+  /** A failover to this node started and has not finished. */
+  readonly failoverInProgress: boolean;
   readonly fenced?: { readonly at: string; readonly reason: string };
   readonly osUserKnown: boolean;
   readonly embedded: {
@@ -345,6 +347,7 @@ export async function gatherLocalFacts(ctx: CommandContext): Promise<LocalFacts>
     freeBytes: await safe(() => files.freeBytes(dataDir), Number.MAX_SAFE_INTEGER),
     secretPresent: (await ctx.secrets.read('replication')) !== undefined,
     basebackupInProgress: await safe(() => files.exists(paths.basebackupMarker), false),
+    failoverInProgress: await safe(() => files.exists(paths.failoverMarker), false),
     ...(fenced ? { fenced } : {}),
     osUserKnown: (await files.lookupUser(config.postgres.osUser)) !== undefined,
     embedded,

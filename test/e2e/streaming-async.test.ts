@@ -144,6 +144,16 @@ describe('streaming replication, asynchronous', { timeout: 600_000 }, () => {
     assert.match(table.stdout, /HEALTHY/);
   });
 
+  test('check passes on both nodes of a set-up pair and changes nothing', async () => {
+    for (const n of [a, b]) {
+      const before = await snapshotFiles(managedRoots(n));
+      const r = await runCli(n, ['check']);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /OK {3}recipe\s+chef-ha override installed/);
+      assert.deepEqual(await snapshotFiles(managedRoots(n)), before);
+    }
+  });
+
   test('setup run twice changes nothing the second time', async () => {
     const beforeA = await snapshotFiles(managedRoots(a));
     const beforeB = await snapshotFiles(managedRoots(b));

@@ -60,11 +60,11 @@ export function decideFailover(facts: PairFacts, config: Config, options: Failov
         hint: `run failover on ${peer}, and \`chef-ha-ctl rejoin\` here afterwards`,
       };
     }
-    if (peerServer?.inRecovery) {
+    if (!facts.local.failoverInProgress) {
       return {
         action: 'refuse',
-        reason: `${me} is not a standby: it is the primary and ${peer} follows it; failover runs on the standby`,
-        hint: `to swap roles on purpose, use \`chef-ha-ctl switchover\``,
+        reason: `${me} is not a standby: it is the primary${peerServer?.inRecovery ? ` and ${peer} follows it` : ''}; failover runs on the standby`,
+        hint: `run it on ${peer} when ${me} has failed; to swap roles on purpose, use \`chef-ha-ctl switchover\``,
       };
     }
     return {

@@ -24,6 +24,15 @@ export function planFailover(input: FailoverPlanInput): Plan {
   const promoted = decision.action === 'complete';
   const peer = config.peer.name;
   const peerServer = facts.peer.server;
+  // The marker lets a failover interrupted after promote be finished by running it again, and only then.
+  steps.push({
+    kind: 'action',
+    id: 'mark-failover-started',
+    title: 'note that a failover to this node is in progress',
+    action: 'record-state',
+    args: { path: statePaths(config).failoverMarker, data: { oldPrimary: peer } },
+    done: promoted ? 'a failover to this node is in progress' : undefined,
+  });
   if (decision.fence === 'sql' && peerServer) {
     steps.push({
       kind: 'action',
@@ -137,6 +146,12 @@ export function planFailover(input: FailoverPlanInput): Plan {
     title: 'chef-server-ctl reindex',
     argv: [config.chefServer.ctl, 'reindex'],
     timeoutMs: config.chefServer.reindexTimeoutMs,
+  });
+  steps.push({
+    kind: 'remove',
+    id: 'mark-failover-finished',
+    title: 'the failover is complete',
+    path: statePaths(config).failoverMarker,
   });
   return {
     command: 'failover',

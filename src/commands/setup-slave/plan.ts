@@ -177,30 +177,43 @@ export function planSetupSlave(input: SetupSlaveInput): Plan {
   });
   steps.push(...planRecipeSteps(local, config, rendered, backupDir));
   const running = local.pg.running;
+  const partial = local.basebackupInProgress;
+  const chefChanged = steps.some(
+    (s) =>
+      !s.done &&
+      ['install-etc-chef-server', 'write-chef-server-rb', 'install-recipe-override'].includes(s.id),
+  );
+  // After an interrupted base backup the data directory is a partial copy that cannot start: the first run
+  // already reconfigured, and a reconfigure still needed runs once the standby streams.
+  const reconfigureLate = partial && chefChanged;
   steps.push(
     serviceStep(
       config,
       'start',
       'start-postgresql-for-reconfigure',
       'start PostgreSQL so that reconfigure can run',
-      running || alreadyStandby ? 'PostgreSQL is running' : undefined,
+      running || alreadyStandby
+        ? 'PostgreSQL is running'
+        : partial
+          ? 'the data directory holds an interrupted base backup'
+          : undefined,
     ),
   );
-  const chefChanged = steps.some(
-    (s) =>
-      !s.done &&
-      ['install-etc-chef-server', 'write-chef-server-rb', 'install-recipe-override'].includes(s.id),
-  );
-  steps.push({
+  const reconfigure: Step = {
     kind: 'run',
     id: 'reconfigure',
     title: "chef-server-ctl reconfigure (erchef gets the master's SQL password)",
     argv: [config.chefServer.ctl, 'reconfigure'],
     timeoutMs: 900_000,
-    done: !chefChanged && alreadyStandby ? 'keys, recipe and attributes unchanged' : undefined,
-  });
+    done:
+      !chefChanged && (alreadyStandby || partial)
+        ? 'keys, recipe and attributes unchanged'
+        : reconfigureLate
+          ? 'runs once the standby streams (the data directory holds an interrupted base backup)'
+          : undefined,
+  };
+  steps.push(reconfigure);
   const marker = statePaths(config).basebackupMarker;
-  const partial = local.basebackupInProgress;
   const baseDone = alreadyStandby ? `already a standby of ${master.name}'s cluster` : undefined;
   steps.push(
     serviceStep(
@@ -316,6 +329,9 @@ export function planSetupSlave(input: SetupSlaveInput): Plan {
     timeoutMs: config.replication.streamingTimeoutMs,
     intervalMs: 200,
   });
+  if (reconfigureLate) {
+    steps.push({ ...reconfigure, id: 'reconfigure-after-streaming', done: undefined });
+  }
   if (config.replication.synchronous) {
     const want = syncStandbyNamesFor(config.node.name);
     steps.push({

@@ -318,7 +318,9 @@ function commandWord(argv: readonly string[]): { index: number; word: string } |
 async function main(argv: readonly string[]): Promise<void> {
   const args = argv.slice(2);
   const word = commandWord(args);
-  if (word && !OWN_COMMANDS.has(word.word)) {
+  // `status SERVICE` is chef-server-ctl's per-service status; plain `status` is chef-ha's pair status.
+  const serviceStatus = word?.word === 'status' && args.slice(word.index + 1).some((a) => !a.startsWith('-'));
+  if (word && (!OWN_COMMANDS.has(word.word) || serviceStatus)) {
     // Not ours: hand it to chef-server-ctl with its output and exit code.
     const program = new Command('chef-ha-ctl')
       .option('-c, --config <file>')

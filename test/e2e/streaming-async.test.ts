@@ -149,7 +149,7 @@ describe('streaming replication, asynchronous', { timeout: 600_000 }, () => {
       const before = await snapshotFiles(managedRoots(n));
       const r = await runCli(n, ['check']);
       assert.equal(r.code, 0, r.stdout + r.stderr);
-      assert.match(r.stdout, /OK {3}recipe\s+chef-ha override installed/);
+      assert.match(r.stdout, /OK\s+recipe\s+chef-ha override installed/);
       assert.deepEqual(await snapshotFiles(managedRoots(n)), before);
     }
   });
@@ -176,6 +176,43 @@ describe('streaming replication, asynchronous', { timeout: 600_000 }, () => {
     assert.deepEqual(await snapshotFiles(managedRoots(b)), beforeB);
     assert.equal(await postmasterPid(a.postgres.dataDir), pmA, 'the master was not restarted');
     assert.equal(await postmasterPid(b.postgres.dataDir), pmB, 'the slave was not restarted');
+  });
+
+  test('commands chef-ha-ctl does not own pass through to chef-server-ctl with their exit code', async () => {
+    const st = await runCli(a, ['status', 'erchef']);
+    assert.equal(st.code, 0, st.stderr);
+    assert.match(st.stdout, /^run: erchef: \(pid \d+\) \d+s/m);
+    const unknown = await runCli(a, ['frobnicate']);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stdout + unknown.stderr, /I don't know that command\./);
+  });
+
+  test('a package upgrade that puts the original recipe back is detected, and reconfigure re-applies the override', async () => {
+    const recipe = join(a.root, 'opt/chef-server/embedded/cookbooks/chef-server/recipes/postgresql.rb');
+    const original = await readFile(`${recipe}.chef-ha-original`);
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(recipe, original); // what the omnibus package's rsync --delete does on upgrade
+    const chk = await runCli(a, ['check']);
+    assert.equal(chk.code, 8);
+    assert.match(chk.stdout, /FAIL {2}recipe\s+the original recipe is back/);
+    const st = await runCli(a, ['status']);
+    assert.match(st.stdout, /ORIGINAL \(a package upgrade put it back/);
+    const rc = await runCli(a, ['reconfigure']);
+    assert.equal(rc.code, 0, rc.stderr);
+    assert.match(rc.stderr, /re-applying the chef-ha override/);
+    assert.match(rc.stdout, /chef-server Reconfigured!/);
+    assert.match(await readFile(recipe, 'utf8'), /chef-ha recipe override/);
+    assert.equal(await inRecovery(b), true, 'the standby keeps streaming');
+    await waitFor(
+      'streaming after reconfigure',
+      async () =>
+        (await sql(
+          a,
+          `SELECT state FROM pg_stat_replication WHERE application_name = 'chef_ha_chef_b'`,
+          'postgres',
+        )) === 'streaming',
+      10_000,
+    );
   });
 
   test('dry-run prints the plan and changes nothing', async () => {

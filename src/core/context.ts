@@ -135,11 +135,16 @@ interface LockRecord {
 }
 
 /**
- * Runs fn while holding the local lock file, so that two chef-ha-ctl runs cannot interleave.
+ * Runs fn while holding the local lock file, so that two chef-ha-ctl runs cannot interleave. Commands
+ * take it before gathering facts, so that a plan is never made from facts another run is changing.
  * A lock left by a dead process is taken over.
  * @throws RefusedError when another live chef-ha-ctl holds the lock.
  */
 export async function withLock<T>(ctx: CommandContext, command: string, fn: () => Promise<T>): Promise<T> {
+  if (ctx.options.dryRun) {
+    // A dry run changes nothing, so it neither needs the lock nor may create the state directory.
+    return fn();
+  }
   const { files, proc } = ctx.ports;
   const lockPath = statePaths(ctx.config).lock;
   await files.mkdirp(ctx.config.stateDir, 0o700);

@@ -10,6 +10,10 @@ import { renderManagedFiles } from '../render.js';
 import { confirmPlan } from '../confirm.js';
 
 export async function failover(ctx: CommandContext, options: FailoverOptions): Promise<void> {
+  await withLock(ctx, 'failover', () => run(ctx, options));
+}
+
+async function run(ctx: CommandContext, options: FailoverOptions): Promise<void> {
   const started = ctx.ports.clock.now();
   const facts = await gatherPairFacts(ctx);
   const decision = decideFailover(facts, ctx.config, options);
@@ -26,9 +30,7 @@ export async function failover(ctx: CommandContext, options: FailoverOptions): P
   const rendered = renderManagedFiles(ctx, { role: 'primary' });
   const plan = planFailover({ facts, decision, config: ctx.config, primaryConf: rendered.chefHaConf });
   await confirmPlan(ctx, plan, `Fence ${ctx.config.peer.name} and promote ${ctx.config.node.name}?`);
-  const result = await withLock(ctx, 'failover', () =>
-    executePlan(ctx, plan, { dryRun: ctx.options.dryRun }),
-  );
+  const result = await executePlan(ctx, plan, { dryRun: ctx.options.dryRun });
   if (!ctx.options.dryRun) {
     const seconds = ((ctx.ports.clock.now() - started) / 1000).toFixed(2);
     ctx.reporter.result(

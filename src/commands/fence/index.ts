@@ -61,9 +61,11 @@ export function planFence(local: LocalFacts, config: Config, options: FenceOptio
 }
 
 export async function fence(ctx: CommandContext, options: FenceOptions): Promise<void> {
-  const local = await gatherLocalFacts(ctx);
-  const plan = planFence(local, ctx.config, options, new Date(ctx.ports.clock.now()).toISOString());
-  await withLock(ctx, 'fence', () => executePlan(ctx, plan, { dryRun: ctx.options.dryRun }));
+  await withLock(ctx, 'fence', async () => {
+    const local = await gatherLocalFacts(ctx);
+    const plan = planFence(local, ctx.config, options, new Date(ctx.ports.clock.now()).toISOString());
+    await executePlan(ctx, plan, { dryRun: ctx.options.dryRun });
+  });
   if (!ctx.options.dryRun) {
     ctx.reporter.result(
       `${ctx.config.node.name} is fenced: it takes no writes until \`chef-ha-ctl rejoin\``,

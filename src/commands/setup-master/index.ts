@@ -9,6 +9,10 @@ import { confirmPlan } from '../confirm.js';
 import { statePaths } from '../../core/context.js';
 
 export async function setupMaster(ctx: CommandContext, options: SetupMasterOptions): Promise<void> {
+  await withLock(ctx, 'setup-master', () => run(ctx, options));
+}
+
+async function run(ctx: CommandContext, options: SetupMasterOptions): Promise<void> {
   const facts = await gatherPairFacts(ctx);
   const rendered = renderManagedFiles(ctx, { role: 'primary' });
   const plan = planSetupMaster({
@@ -20,9 +24,7 @@ export async function setupMaster(ctx: CommandContext, options: SetupMasterOptio
     backupDir: backupDirFor(ctx.config, ctx.ports.clock.now()),
   });
   await confirmPlan(ctx, plan);
-  const result = await withLock(ctx, 'setup-master', () =>
-    executePlan(ctx, plan, { dryRun: ctx.options.dryRun }),
-  );
+  const result = await executePlan(ctx, plan, { dryRun: ctx.options.dryRun });
   if (!ctx.options.dryRun) {
     ctx.reporter.result(
       `${ctx.config.node.name} is the master. Join bundle: ${statePaths(ctx.config).bundle}\nnext, on ${ctx.config.peer.name}: chef-ha-ctl setup-slave --bundle <copy of that file>  (or --from-master ${ctx.config.peer.ssh ? 'with peer.ssh' : 'root@' + ctx.config.node.address})`,

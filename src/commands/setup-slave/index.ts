@@ -1,6 +1,7 @@
 /** setup-slave: fetch and verify the bundle → gather → plan → confirm → execute → report. */
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
 import type { CommandContext } from '../../core/context.js';
 import { backupDirFor, withLock } from '../../core/context.js';
 import { gatherPairFacts } from '../../core/facts.js';
@@ -131,10 +132,14 @@ async function etcMatchesBundle(ctx: CommandContext, bundle: LoadedBundle): Prom
 }
 
 export async function setupSlave(ctx: CommandContext, options: SetupSlaveCliOptions): Promise<void> {
+  await withLock(ctx, 'setup-slave', () => run(ctx, options));
+}
+
+async function run(ctx: CommandContext, options: SetupSlaveCliOptions): Promise<void> {
   const { files } = ctx.ports;
   const config = ctx.config;
-  await files.mkdirp(config.stateDir, 0o700);
-  const workDir = path.join(config.stateDir, `incoming-${randomBytes(4).toString('hex')}`);
+  // Outside the state directory, so that a dry run creates nothing there; 0700, removed at the end.
+  const workDir = path.join(tmpdir(), `chef-ha-incoming-${randomBytes(6).toString('hex')}`);
   try {
     let bundleFile = options.bundle;
     if (bundleFile === undefined) {
@@ -171,9 +176,7 @@ export async function setupSlave(ctx: CommandContext, options: SetupSlaveCliOpti
       backupDir: backupDirFor(config, ctx.ports.clock.now()),
     });
     await confirmPlan(ctx, plan);
-    const result = await withLock(ctx, 'setup-slave', () =>
-      executePlan(ctx, plan, { dryRun: ctx.options.dryRun }),
-    );
+    const result = await executePlan(ctx, plan, { dryRun: ctx.options.dryRun });
     if (!ctx.options.dryRun) {
       ctx.reporter.result(
         `${config.node.name} is the ${config.replication.synchronous ? 'synchronous' : 'asynchronous'} streaming standby of ${bundle.manifest.master.name}. Backups of what was replaced: ${plan.backupDir ?? '-'}`,

@@ -3,7 +3,16 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
-const effectLibraries = ['execa', 'pg', 'tar', 'handlebars', 'chalk', 'node:child_process', 'node:fs', 'node:fs/promises'];
+const effectLibraries = [
+  'execa',
+  'pg',
+  'tar',
+  'handlebars',
+  'chalk',
+  'node:child_process',
+  'node:fs',
+  'node:fs/promises',
+];
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'eslint.config.js'] },
@@ -21,7 +30,10 @@ export default tseslint.config(
       '@typescript-eslint/no-misused-promises': 'error',
       '@typescript-eslint/switch-exhaustiveness-check': 'error',
       '@typescript-eslint/only-throw-error': 'error',
-      '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true }],
+      '@typescript-eslint/restrict-template-expressions': [
+        'error',
+        { allowNumber: true, allowBoolean: true },
+      ],
       '@typescript-eslint/no-unnecessary-condition': 'off',
     },
   },
@@ -31,7 +43,12 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { paths: effectLibraries.map((name) => ({ name, message: 'effects live behind src/ports (STYLE.md B4)' })) },
+        {
+          paths: effectLibraries.map((name) => ({
+            name,
+            message: 'effects live behind src/ports (STYLE.md B4)',
+          })),
+        },
       ],
     },
   },
@@ -42,7 +59,11 @@ export default tseslint.config(
       'no-restricted-properties': [
         'error',
         { object: 'process', property: 'exit', message: 'set process.exitCode in cli.ts instead' },
-        { object: 'process', property: 'env', message: 'only cli.ts and core/config.ts read the environment' },
+        {
+          object: 'process',
+          property: 'env',
+          message: 'only cli.ts and core/config.ts read the environment',
+        },
       ],
     },
   },
@@ -54,7 +75,14 @@ export default tseslint.config(
     files: ['test/**/*.ts', 'bench/**/*.ts', 'scripts/**/*.ts'],
     rules: {
       '@typescript-eslint/no-non-null-assertion': 'off',
-      '@typescript-eslint/no-floating-promises': ['error', { allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['test', 'describe', 'it', 'suite'] }] }],
+      '@typescript-eslint/no-floating-promises': [
+        'error',
+        {
+          allowForKnownSafeCalls: [
+            { from: 'package', package: 'node:test', name: ['test', 'describe', 'it', 'suite'] },
+          ],
+        },
+      ],
     },
   },
 );

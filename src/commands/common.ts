@@ -251,6 +251,10 @@ export function needsRestart(local: LocalFacts, desired: Readonly<Record<string,
 
 function normalise(v: string): string {
   const s = v.replace(/^'|'$/g, '').trim().toLowerCase();
+  // 9.6 accepts hot_standby and archive but reports both as replica.
+  if (s === 'hot_standby' || s === 'archive') {
+    return 'replica';
+  }
   return s === 'true' ? 'on' : s === 'false' ? 'off' : s;
 }
 

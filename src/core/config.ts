@@ -142,6 +142,12 @@ function formatPath(path: readonly PropertyKey[]): string {
  */
 export function parseConfig(raw: unknown, source = 'configuration'): Config {
   const result = schema.safeParse(raw);
+  // Checks across keys run on the raw input too, so that they are reported with the schema's problems.
+  const r = raw as { node?: { name?: unknown }; peer?: { name?: unknown } } | null;
+  const crossProblems: string[] = [];
+  if (typeof r?.node?.name === 'string' && r.node.name === r.peer?.name) {
+    crossProblems.push(`peer.name: must differ from node.name ("${r.node.name}")`);
+  }
   if (!result.success) {
     const problems = result.error.issues.map((issue) => {
       if (issue.code === 'unrecognized_keys') {
@@ -149,6 +155,7 @@ export function parseConfig(raw: unknown, source = 'configuration'): Config {
       }
       return `${formatPath(issue.path)}: ${issue.message}`;
     });
+    problems.push(...crossProblems);
     throw new ConfigError(
       `${source} is invalid (${problems.length} problem${problems.length > 1 ? 's' : ''}):`,
       problems,
@@ -156,12 +163,8 @@ export function parseConfig(raw: unknown, source = 'configuration'): Config {
     );
   }
   const c = result.data;
-  const problems: string[] = [];
-  if (c.node.name === c.peer.name) {
-    problems.push(`peer.name: must differ from node.name ("${c.node.name}")`);
-  }
-  if (problems.length > 0) {
-    throw new ConfigError(`${source} is invalid:`, problems, 'fix each key listed above');
+  if (crossProblems.length > 0) {
+    throw new ConfigError(`${source} is invalid:`, crossProblems, 'fix each key listed above');
   }
   const v = c.postgres.version;
   return {

@@ -148,7 +148,11 @@ export async function withLock<T>(ctx: CommandContext, command: string, fn: () =
   const { files, proc } = ctx.ports;
   const lockPath = statePaths(ctx.config).lock;
   await files.mkdirp(ctx.config.stateDir, 0o700);
-  const record: LockRecord = { pid: proc.pid, command, started: new Date().toISOString() };
+  const record: LockRecord = {
+    pid: proc.pid,
+    command,
+    started: new Date(ctx.ports.clock.now()).toISOString(),
+  };
   for (let attempt = 0; attempt < 2; attempt += 1) {
     if (await files.createExclusive(lockPath, JSON.stringify(record), 0o600)) {
       try {
@@ -163,6 +167,17 @@ export async function withLock<T>(ctx: CommandContext, command: string, fn: () =
       holder = text ? (JSON.parse(text) as LockRecord) : undefined;
     } catch {
       holder = undefined;
+    }
+    if (!holder) {
+      // Unreadable: another run may be between creating the file and writing it. Only an old one is stale.
+      const st = await files.stat(lockPath);
+      if (st && ctx.ports.clock.now() - st.mtimeMs < 30_000) {
+        throw new RefusedError(
+          `another chef-ha-ctl is taking the lock ${lockPath}; nothing was changed`,
+          undefined,
+          'wait a moment and run the command again',
+        );
+      }
     }
     if (holder && proc.isAlive(holder.pid) && holder.pid !== proc.pid) {
       throw new RefusedError(

@@ -10,7 +10,6 @@ import { describeError } from './errors.js';
 import { featuresFor, majorFromVersionNum } from '../pg/version.js';
 import {
   CHEF_DATA_QUERY,
-  SETTINGS_QUERY,
   SLOTS_QUERY,
   WAL_RECEIVER_QUERY,
   currentTimelineQuery,
@@ -18,6 +17,7 @@ import {
   replicationQuery,
   roleExistsQuery,
   serverStateQuery,
+  settingsQuery,
 } from '../pg/queries.js';
 import { quoteLiteral } from '../pg/conninfo.js';
 import type { RecipeIdentity } from '../chef/recipe.js';
@@ -62,7 +62,8 @@ export interface ServerFacts {
   readonly receiveLsn: string | null;
   readonly replayLsn: string | null;
   readonly replayAgeS: number | null;
-  readonly systemIdentifier: string;
+  /** null before 9.6 (no pg_control_system()). */
+  readonly systemIdentifier: string | null;
   readonly synchronousStandbyNames: string;
   readonly readOnlyDefault: boolean;
   readonly dataDirectory: string;
@@ -138,7 +139,7 @@ interface StateRow {
   receive_lsn: string | null;
   replay_lsn: string | null;
   replay_age_s: number | null;
-  system_identifier: string;
+  system_identifier: string | null;
   synchronous_standby_names: string;
   default_transaction_read_only: string;
   data_directory: string;
@@ -169,9 +170,10 @@ async function readServer(
   }
   const timelineRows = await safe(() => query<{ timeline: number | null }>(currentTimelineQuery(f)), []);
   const replication = await query<ReplicationRow>(replicationQuery(f));
-  const walReceiver = state.in_recovery
-    ? ((await safe(() => query<WalReceiverRow>(WAL_RECEIVER_QUERY), []))[0] ?? null)
-    : null;
+  const walReceiver =
+    state.in_recovery && f.controlFunctions
+      ? ((await safe(() => query<WalReceiverRow>(WAL_RECEIVER_QUERY), []))[0] ?? null)
+      : null;
   return {
     versionNum,
     major,
@@ -209,14 +211,16 @@ async function gatherLocalPg(ctx: CommandContext): Promise<LocalPgFacts> {
     };
   }
   const settingsRows = await query<{ name: string; setting: string; pending_restart: boolean }>(
-    SETTINGS_QUERY,
+    settingsQuery(featuresFor(server.major)),
   );
   const settings: Record<string, { setting: string; pendingRestart: boolean }> = {};
   for (const row of settingsRows) {
     settings[row.name] = { setting: row.setting, pendingRestart: row.pending_restart };
   }
   const role = await query<{ rolname: string }>(roleExistsQuery(quoteLiteral(config.replication.user)));
-  const slots = await query<{ slot_name: string; active: boolean }>(SLOTS_QUERY);
+  const slots = featuresFor(server.major).replicationSlots
+    ? await query<{ slot_name: string; active: boolean }>(SLOTS_QUERY)
+    : [];
   const db = await query<{ size_bytes: number | string }>(
     databaseExistsQuery(quoteLiteral(config.chefServer.database)),
   );

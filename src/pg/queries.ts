@@ -8,12 +8,12 @@ import type { PgFeatures } from './version.js';
 export function serverStateQuery(f: PgFeatures): string {
   return `SELECT current_setting('server_version_num')::int AS version_num,
        pg_is_in_recovery() AS in_recovery,
-       (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline,
+       ${f.controlFunctions ? '(SELECT timeline_id FROM pg_control_checkpoint())' : 'NULL::int'} AS checkpoint_timeline,
        CASE WHEN pg_is_in_recovery() THEN NULL ELSE ${f.fn.currentLsn}()::text END AS current_lsn,
        ${f.fn.receiveLsn}()::text AS receive_lsn,
        ${f.fn.replayLsn}()::text AS replay_lsn,
        extract(epoch FROM (now() - pg_last_xact_replay_timestamp()))::float8 AS replay_age_s,
-       (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
+       ${f.controlFunctions ? '(SELECT system_identifier::text FROM pg_control_system())' : 'NULL::text'} AS system_identifier,
        current_setting('synchronous_standby_names') AS synchronous_standby_names,
        current_setting('default_transaction_read_only') AS default_transaction_read_only,
        current_setting('data_directory') AS data_directory`;
@@ -21,8 +21,12 @@ export function serverStateQuery(f: PgFeatures): string {
 
 /** The timeline a primary writes on (pg_control_checkpoint lags after promotion; WAL file name does not). */
 export function currentTimelineQuery(f: PgFeatures): string {
-  return `SELECT CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1)
-       ELSE ('x' || substr(pg_walfile_name(${f.fn.currentLsn}()), 1, 8))::bit(32)::int END AS timeline`;
+  const walFile = f.lagColumns ? 'pg_walfile_name' : 'pg_xlogfile_name';
+  const received = f.controlFunctions
+    ? '(SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1)'
+    : 'NULL::int';
+  return `SELECT CASE WHEN pg_is_in_recovery() THEN ${received}
+       ELSE ('x' || substr(${walFile}(${f.fn.currentLsn}()), 1, 8))::bit(32)::int END AS timeline`;
 }
 
 /** Standbys connected to this primary. */
@@ -30,7 +34,7 @@ export function replicationQuery(f: PgFeatures): string {
   return `SELECT application_name, host(client_addr) AS client_addr, state, sync_state,
        ${f.fn.sentColumn}::text AS sent_lsn, ${f.fn.flushColumn}::text AS flush_lsn, ${f.fn.replayColumn}::text AS replay_lsn,
        CASE WHEN pg_is_in_recovery() THEN NULL ELSE ${f.fn.lsnDiff}(${f.fn.currentLsn}(), ${f.fn.replayColumn})::bigint END AS lag_bytes,
-       extract(epoch FROM replay_lag)::float8 AS replay_lag_s
+       ${f.lagColumns ? 'extract(epoch FROM replay_lag)::float8' : 'NULL::float8'} AS replay_lag_s
   FROM pg_stat_replication`;
 }
 
@@ -40,10 +44,12 @@ export const WAL_RECEIVER_QUERY = `SELECT status, sender_host, sender_port, rece
        extract(epoch FROM (now() - last_msg_receipt_time))::float8 AS last_msg_age_s
   FROM pg_stat_wal_receiver`;
 
-export const SETTINGS_QUERY = `SELECT name, setting, pending_restart FROM pg_settings
+export function settingsQuery(f: PgFeatures): string {
+  return `SELECT name, setting, ${f.pendingRestart ? 'pending_restart' : 'false AS pending_restart'} FROM pg_settings
  WHERE name IN ('wal_level','max_wal_senders','max_replication_slots','wal_log_hints','hot_standby',
    'synchronous_standby_names','listen_addresses','wal_keep_size','wal_keep_segments','default_transaction_read_only',
    'data_directory','config_file','hba_file','port','wal_retrieve_retry_interval')`;
+}
 
 export const SLOTS_QUERY = `SELECT slot_name, active, restart_lsn::text AS restart_lsn FROM pg_replication_slots WHERE slot_type = 'physical'`;
 
@@ -65,7 +71,7 @@ export const CHEF_DATA_QUERY = `SELECT t.name,
                ('osc_users', $$WHERE username <> 'admin'$$),
                ('nodes', ''), ('cookbooks', ''), ('roles', ''), ('data_bags', ''),
                ('environments', $$WHERE name <> '_default'$$)) AS t(name, filter)
- WHERE to_regclass(t.name) IS NOT NULL`;
+ WHERE EXISTS (SELECT 1 FROM pg_class c WHERE c.relname = t.name AND c.relkind = 'r' AND pg_table_is_visible(c.oid))`;
 
 /** Creates the slot unless it exists. */
 export function createSlotSql(slotLiteral: string): string {

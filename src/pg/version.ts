@@ -32,6 +32,14 @@ export interface PgFeatures {
   readonly walKeep: 'wal_keep_segments' | 'wal_keep_size';
   readonly passwordEncryption: 'md5' | 'scram-sha-256';
   readonly replicationSlots: boolean;
+  /** ALTER SYSTEM and postgresql.auto.conf (9.4+). */
+  readonly alterSystem: boolean;
+  /** pg_control_*() functions and pg_stat_wal_receiver (9.6+). */
+  readonly controlFunctions: boolean;
+  /** pg_settings.pending_restart (9.5+). */
+  readonly pendingRestart: boolean;
+  /** pg_stat_replication.replay_lag (10+). */
+  readonly lagColumns: boolean;
   readonly walLogHints: boolean;
   readonly pgRewind: boolean;
   /** pg_promote() exists (12+); otherwise pg_ctl promote. */
@@ -72,6 +80,10 @@ export function featuresFor(version: string): PgFeatures {
     walKeep: n >= 1300 ? 'wal_keep_size' : 'wal_keep_segments',
     passwordEncryption: modern ? 'scram-sha-256' : 'md5',
     replicationSlots: n >= 904,
+    alterSystem: n >= 904,
+    controlFunctions: n >= 906,
+    pendingRestart: n >= 905,
+    lagColumns: n >= 1000,
     walLogHints: n >= 904,
     pgRewind: n >= 905,
     sqlPromote: n >= 1200,

@@ -15,6 +15,7 @@ export interface FileInfo {
   readonly isFile: boolean;
   readonly isSymlink: boolean;
   readonly dev: number;
+  readonly mtimeMs: number;
 }
 
 export interface TreeEntry {
@@ -71,6 +72,7 @@ function info(st: import('node:fs').Stats): FileInfo {
     isFile: st.isFile(),
     isSymlink: st.isSymbolicLink(),
     dev: st.dev,
+    mtimeMs: st.mtimeMs,
   };
 }
 

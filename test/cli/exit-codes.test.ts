@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCliRaw } from '../e2e/helpers.js';
+import { spawn } from 'node:child_process';
+import { CLI, runCliRaw } from '../e2e/helpers.js';
 
 describe('chef-ha-ctl exit codes', () => {
   let dir: string;
@@ -84,22 +85,17 @@ describe('chef-ha-ctl exit codes', () => {
 
   test('CHEF_HA_CONFIG is used when --config is absent', async () => {
     const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
-      import('node:child_process').then(
-        ({ spawn }) => {
-          const child = spawn(
-            process.execPath,
-            [join(import.meta.dirname, '..', '..', 'dist', 'cli.js'), 'status'],
-            {
-              env: { ...process.env, CHEF_HA_CONFIG: join(dir, 'from-env.json') },
-              stdio: ['ignore', 'ignore', 'pipe'],
-            },
-          );
-          let stderr = '';
-          child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-          child.on('close', (code) => resolve({ code: code ?? -1, stderr }));
-        },
-        () => resolve({ code: -1, stderr: '' }),
-      );
+      const child = spawn(process.execPath, [CLI, 'status'], {
+        env: { ...process.env, CHEF_HA_CONFIG: join(dir, 'from-env.json') },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+      });
+      child.on('close', (code) => {
+        resolve({ code: code ?? -1, stderr });
+      });
     });
     assert.equal(r.code, 3);
     assert.match(r.stderr, /from-env\.json does not exist/);

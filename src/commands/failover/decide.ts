@@ -5,6 +5,7 @@
 import type { Config } from '../../core/config.js';
 import type { PairFacts } from '../../core/facts.js';
 import { formatBytes, lsnDiff } from '../../pg/lsn.js';
+import { featuresFor } from '../../pg/version.js';
 
 export interface FailoverOptions {
   readonly force: boolean;
@@ -38,7 +39,9 @@ export function decideFailover(facts: PairFacts, config: Config, options: Failov
   const peer = config.peer.name;
   const local = facts.local.pg;
   const peerServer = facts.peer.reachable ? facts.peer.server : undefined;
-  const fence: 'sql' | 'ssh' | 'none' = peerServer ? 'sql' : config.peer.ssh ? 'ssh' : 'none';
+  // Over SQL the replication role can fence only where it holds the PostgreSQL 15 parameter grants.
+  const sqlFence = peerServer !== undefined && featuresFor(peerServer.major).parameterGrants;
+  const fence: 'sql' | 'ssh' | 'none' = sqlFence ? 'sql' : config.peer.ssh ? 'ssh' : 'none';
   if (!local.running || !local.server) {
     return {
       action: 'refuse',
@@ -108,9 +111,11 @@ export function decideFailover(facts: PairFacts, config: Config, options: Failov
   return {
     action: 'promote',
     candidate: me,
-    reason: peerServer
-      ? `${peer} is not a writable primary`
-      : `${peer}'s PostgreSQL does not answer (${facts.peer.error ?? 'unreachable'})`,
+    reason: !peerServer
+      ? `${peer}'s PostgreSQL does not answer (${facts.peer.error ?? 'unreachable'})`
+      : !peerServer.inRecovery && !peerServer.readOnlyDefault
+        ? `forced: ${peer} answers as a writable primary and is fenced first`
+        : `${peer} is not a writable primary`,
     lossNote,
     fence,
   };

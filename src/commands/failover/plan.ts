@@ -112,6 +112,9 @@ export function planFailover(input: FailoverPlanInput): Plan {
     on: 'local',
     database: 'postgres',
     text: `ALTER SYSTEM RESET synchronous_standby_names;\nALTER SYSTEM RESET default_transaction_read_only;\nSELECT pg_reload_conf();`,
+    done: f.alterSystem
+      ? undefined
+      : `PostgreSQL ${config.postgres.version} has no ALTER SYSTEM settings to inherit`,
   });
   steps.push({
     kind: 'sql',
@@ -120,7 +123,11 @@ export function planFailover(input: FailoverPlanInput): Plan {
     on: 'local',
     database: 'postgres',
     text: createSlotSql(quoteLiteral(slotOf(peer))),
-    done: facts.local.pg.slots.some((s) => s.slot_name === slotOf(peer)) ? 'the slot exists' : undefined,
+    done: !f.replicationSlots
+      ? `PostgreSQL ${config.postgres.version} has no replication slots`
+      : facts.local.pg.slots.some((s) => s.slot_name === slotOf(peer))
+        ? 'the slot exists'
+        : undefined,
   });
   steps.push({
     kind: 'action',

@@ -8,6 +8,7 @@ import type { Plan, Step } from '../../core/plan.js';
 import { RefusedError } from '../../core/errors.js';
 import { statePaths } from '../../core/context.js';
 import { createSlotSql } from '../../pg/queries.js';
+import { featuresFor } from '../../pg/version.js';
 import { quoteIdent, quoteLiteral } from '../../pg/conninfo.js';
 import {
   parseConfLines,
@@ -48,6 +49,13 @@ export function planSetupMaster(input: SetupMasterInput): Plan {
   const { facts, config, rendered, backupDir } = input;
   const local = facts.local;
   refuseBrokenEnvironment(local, config);
+  if (config.replication.synchronous && !featuresFor(config.postgres.version).alterSystem) {
+    throw new RefusedError(
+      `synchronous mode needs PostgreSQL 9.4 or later (ALTER SYSTEM); this node has ${config.postgres.version}; nothing was changed`,
+      undefined,
+      'set replication.synchronous to false, or upgrade PostgreSQL',
+    );
+  }
   if (config.replication.mode !== 'streaming') {
     throw new RefusedError(
       `replication.mode "${config.replication.mode}" is not available yet; nothing was changed`,
@@ -168,6 +176,7 @@ export function planSetupMaster(input: SetupMasterInput): Plan {
     done: local.pg.replicationRoleExists && local.secretPresent ? 'the role exists' : undefined,
   });
   const slot = slotOf(config.peer.name);
+  const features = featuresFor(config.postgres.version);
   steps.push({
     kind: 'sql',
     id: 'create-replication-slot',
@@ -175,7 +184,11 @@ export function planSetupMaster(input: SetupMasterInput): Plan {
     on: 'local',
     database: 'postgres',
     text: createSlotSql(quoteLiteral(slot)),
-    done: local.pg.slots.some((s) => s.slot_name === slot) ? 'the slot exists' : undefined,
+    done: !features.replicationSlots
+      ? `PostgreSQL ${config.postgres.version} has no replication slots (wal_keep_segments keeps WAL instead)`
+      : local.pg.slots.some((s) => s.slot_name === slot)
+        ? 'the slot exists'
+        : undefined,
   });
   if (config.replication.synchronous) {
     const streaming =

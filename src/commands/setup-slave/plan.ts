@@ -13,7 +13,8 @@ import type { BundleManifest } from '../../chef/bundle.js';
 import { chefServerRbPath } from '../../chef/paths.js';
 import { formatBytes } from '../../pg/lsn.js';
 import { quoteLiteral } from '../../pg/conninfo.js';
-import { renderBasebackupArgv } from '../../pg/version.js';
+import { featuresFor, renderBasebackupArgv } from '../../pg/version.js';
+import { renderSshArgv } from '../../chef/ssh.js';
 import {
   chefObjects,
   desiredChefServerRb,
@@ -68,6 +69,16 @@ export function planSetupSlave(input: SetupSlaveInput): Plan {
   const local = facts.local;
   refuseBrokenEnvironment(local, config);
   const master = manifest.master;
+  const server = local.pg.server;
+  // A writable node that a standby streams from is the pair's primary: replacing its data loses writes.
+  const streamsFromHere = server?.replication.some((r) => r.state === 'streaming') ?? false;
+  if (server && !server.inRecovery && !server.readOnlyDefault && streamsFromHere && !input.options.force) {
+    throw new RefusedError(
+      `${config.node.name} is the pair's current primary (its PostgreSQL is writable and ${server.replication.map((r) => r.application_name).join(', ')} streams from it); replacing its data would lose the pair's writes; nothing was changed`,
+      '--force',
+      'use `chef-ha-ctl switchover` to swap roles safely',
+    );
+  }
   if (!facts.peer.reachable || !facts.peer.server) {
     throw new RefusedError(
       `cannot reach the master's PostgreSQL at ${config.peer.address}:${config.peer.postgresPort} as ${config.replication.user}: ${facts.peer.error ?? 'no answer'}; nothing was changed`,
@@ -82,39 +93,35 @@ export function planSetupSlave(input: SetupSlaveInput): Plan {
       `run \`chef-ha-ctl status\` to see which node is the primary`,
     );
   }
-  if (facts.peer.server.systemIdentifier !== manifest.postgres.systemIdentifier) {
+  const peerId = facts.peer.server.systemIdentifier;
+  const bundleId = manifest.postgres.systemIdentifier;
+  if (peerId !== null && bundleId && peerId !== bundleId) {
     throw new RefusedError(
-      `the bundle was made on a different cluster (system id ${manifest.postgres.systemIdentifier}) than the one answering at ${config.peer.address}:${config.peer.postgresPort} (${facts.peer.server.systemIdentifier}); nothing was changed`,
+      `the bundle was made on a different cluster (system id ${bundleId}) than the one answering at ${config.peer.address}:${config.peer.postgresPort} (${peerId}); nothing was changed`,
       undefined,
       `export a fresh bundle on ${master.name}: chef-ha-ctl export-bundle --output FILE`,
     );
   }
-  const server = local.pg.server;
   const alreadyStandby =
     server?.inRecovery === true &&
-    server.systemIdentifier === manifest.postgres.systemIdentifier &&
+    (server.systemIdentifier === null || server.systemIdentifier === bundleId) &&
     !local.basebackupInProgress;
-  const slaveOfMaster = facts.peer.server.replication.some(
-    (r) => r.application_name === slotOf(config.node.name),
-  );
   if (server && !server.inRecovery && !input.options.force) {
-    if (slaveOfMaster || facts.peer.server.walReceiver) {
-      throw new RefusedError(
-        `${config.node.name} is the pair's current primary (its PostgreSQL is writable and ${master.name} follows it); replacing its data would lose the pair's writes; nothing was changed`,
-        '--force',
-        'use `chef-ha-ctl switchover` to swap roles safely',
-      );
+    const perTable: Record<string, number> = {};
+    for (const data of [local.embedded.chefData, local.pg.chefData]) {
+      for (const [table, n] of Object.entries(data)) {
+        perTable[table] = (perTable[table] ?? 0) + n;
+      }
     }
-    const objects = chefObjects(local.pg.chefData) + chefObjects(local.embedded.chefData);
-    if (objects > 0) {
-      const detail = Object.entries({ ...local.embedded.chefData, ...local.pg.chefData })
+    if (chefObjects(perTable) > 0) {
+      const detail = Object.entries(perTable)
         .filter(([, n]) => n > 0)
         .map(([t, n]) => `${t}: ${n}`)
         .join(', ');
       throw new RefusedError(
         `${config.node.name} holds Chef data beyond a fresh install's bootstrap rows (${detail}); setup-slave replaces it with ${master.name}'s; nothing was changed`,
         '--force',
-        `it is backed up first into ${backupDir}; re-run with --force to accept replacing it`,
+        `re-run with --force to accept replacing it: the distribution cluster's data directory is moved into ${backupDir} first, and the embedded cluster's data is left where it is`,
       );
     }
   }
@@ -186,6 +193,7 @@ export function planSetupSlave(input: SetupSlaveInput): Plan {
   // After an interrupted base backup the data directory is a partial copy that cannot start: the first run
   // already reconfigured, and a reconfigure still needed runs once the standby streams.
   const reconfigureLate = partial && chefChanged;
+  const startForReconfigure = !running && !alreadyStandby && !partial;
   steps.push(
     serviceStep(
       config,
@@ -221,7 +229,7 @@ export function planSetupSlave(input: SetupSlaveInput): Plan {
       'stop',
       'stop-postgresql',
       'stop PostgreSQL',
-      baseDone ?? (running ? undefined : 'PostgreSQL is stopped'),
+      baseDone ?? (running || startForReconfigure ? undefined : 'PostgreSQL is stopped'),
     ),
   );
   steps.push({
@@ -307,16 +315,17 @@ export function planSetupSlave(input: SetupSlaveInput): Plan {
   const confChanged = steps.some(
     (s) => !s.done && ['write-chef-ha-conf', 'write-pg-hba', 'include-chef-ha-conf'].includes(s.id),
   );
+  const standbyRunning = baseDone !== undefined && running;
   steps.push(
     serviceStep(
       config,
       'start',
       'start-postgresql',
       'start PostgreSQL as a hot standby',
-      baseDone && !confChanged ? 'PostgreSQL runs as a standby' : undefined,
+      standbyRunning ? 'PostgreSQL runs as a standby' : undefined,
     ),
   );
-  if (baseDone && confChanged) {
+  if (standbyRunning && confChanged) {
     steps.push(
       serviceStep(config, 'restart', 'restart-postgresql', 'restart PostgreSQL with the new settings'),
     );
@@ -334,35 +343,65 @@ export function planSetupSlave(input: SetupSlaveInput): Plan {
   }
   if (config.replication.synchronous) {
     const want = syncStandbyNamesFor(config.node.name);
-    steps.push({
-      kind: 'sql',
-      id: 'enable-synchronous',
-      title: `make this node ${master.name}'s synchronous standby`,
-      on: 'peer',
-      database: 'postgres',
-      text: `ALTER SYSTEM SET synchronous_standby_names = ${quoteLiteral(want)}`,
-      done:
-        facts.peer.server.synchronousStandbyNames === want
+    const alreadySync = facts.peer.server.synchronousStandbyNames === want;
+    const ssh = renderSshArgv(config, ['setup-master', '--yes']);
+    if (featuresFor(facts.peer.server.major).parameterGrants) {
+      // PostgreSQL 15+: the replication role may ALTER SYSTEM this one setting on the master.
+      steps.push({
+        kind: 'sql',
+        id: 'enable-synchronous',
+        title: `make this node ${master.name}'s synchronous standby`,
+        on: 'peer',
+        database: 'postgres',
+        text: `ALTER SYSTEM SET synchronous_standby_names = ${quoteLiteral(want)}`,
+        done: alreadySync ? 'synchronous_standby_names already names this node' : undefined,
+      });
+      steps.push({
+        kind: 'sql',
+        id: 'reload-master',
+        title: `reload ${master.name}'s settings`,
+        on: 'peer',
+        database: 'postgres',
+        text: 'SELECT pg_reload_conf()',
+        done: alreadySync ? 'nothing changed' : undefined,
+      });
+    } else if (ssh) {
+      // Before 15 only a superuser may change it: the master's own setup-master does, now that we stream.
+      steps.push({
+        kind: 'run',
+        id: 'enable-synchronous',
+        title: `make this node ${master.name}'s synchronous standby (setup-master on ${master.name} over ssh)`,
+        argv: ssh,
+        timeoutMs: 300_000,
+        done: alreadySync ? 'synchronous_standby_names already names this node' : undefined,
+      });
+    } else {
+      steps.push({
+        kind: 'action',
+        id: 'enable-synchronous',
+        title: `make this node ${master.name}'s synchronous standby`,
+        action: 'record-state',
+        args: {},
+        done: alreadySync
           ? 'synchronous_standby_names already names this node'
-          : undefined,
-    });
-    steps.push({
-      kind: 'sql',
-      id: 'reload-master',
-      title: `reload ${master.name}'s settings`,
-      on: 'peer',
-      database: 'postgres',
-      text: 'SELECT pg_reload_conf()',
-      done: facts.peer.server.synchronousStandbyNames === want ? 'nothing changed' : undefined,
-    });
-    steps.push({
-      kind: 'wait',
-      id: 'wait-sync',
-      title: `wait until ${master.name} reports this node sync`,
-      until: { name: 'standby-streaming', on: 'peer', applicationName: slotOf(config.node.name), sync: true },
-      timeoutMs: config.replication.streamingTimeoutMs,
-      intervalMs: 200,
-    });
+          : `PostgreSQL ${facts.peer.server.major} lets only a superuser switch it and peer.ssh is not set: run \`chef-ha-ctl setup-master\` on ${master.name} now`,
+      });
+    }
+    if (alreadySync || featuresFor(facts.peer.server.major).parameterGrants || ssh) {
+      steps.push({
+        kind: 'wait',
+        id: 'wait-sync',
+        title: `wait until ${master.name} reports this node sync`,
+        until: {
+          name: 'standby-streaming',
+          on: 'peer',
+          applicationName: slotOf(config.node.name),
+          sync: true,
+        },
+        timeoutMs: config.replication.streamingTimeoutMs,
+        intervalMs: 200,
+      });
+    }
   }
   const anythingChanged = steps.some((s) => !s.done && s.kind !== 'wait');
   steps.push({

@@ -5,21 +5,27 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { createInterface } from 'node:readline/promises';
-import { parseConfigText, resolveConfigPath, type Config } from './core/config.js';
+import type { Config } from './core/config.js';
 import type { CommandContext, GlobalOptions } from './core/context.js';
-import { createSecretStore } from './core/context.js';
 import { ChefHaError, ConfigError, ExitCode, UsageError } from './core/errors.js';
 import { createReporter, type Reporter } from './core/reporter.js';
 import { VERSION } from './core/version.js';
-import { createRealPorts, type Ports } from './ports/index.js';
-import { setupMaster } from './commands/setup-master/index.js';
-import { setupSlave } from './commands/setup-slave/index.js';
-import { failover } from './commands/failover/index.js';
-import { fence } from './commands/fence/index.js';
-import { status } from './commands/status/index.js';
-import { check } from './commands/check/index.js';
-import { exportBundle } from './commands/export-bundle/index.js';
-import { passthrough, OWN_COMMANDS } from './commands/passthrough/index.js';
+import type { Ports } from './ports/index.js';
+
+// Everything heavier than commander is imported when a command runs, so that --version and --help
+// start fast (the package's cold-start budget).
+const OWN_COMMANDS: ReadonlySet<string> = new Set([
+  'setup-master',
+  'setup-primary',
+  'setup-slave',
+  'setup-standby',
+  'failover',
+  'status',
+  'check',
+  'export-bundle',
+  'fence',
+  'help',
+]);
 
 interface RawGlobals {
   config?: string;
@@ -47,6 +53,7 @@ function makeReporter(g: RawGlobals): Reporter {
 }
 
 async function loadConfig(ports: Ports, path: string): Promise<Config> {
+  const { parseConfigText } = await import('./core/config.js');
   let text: string | undefined;
   try {
     text = await ports.files.readTextIfExists(path);
@@ -93,6 +100,9 @@ class ChefHaRefusal extends ChefHaError {
 }
 
 async function buildContext(g: RawGlobals, commandName: string): Promise<CommandContext> {
+  const { createRealPorts } = await import('./ports/index.js');
+  const { resolveConfigPath } = await import('./core/config.js');
+  const { createSecretStore } = await import('./core/context.js');
   const reporter = makeReporter(g);
   let secretsRef: () => readonly string[] = () => [];
   const ports = createRealPorts({
@@ -206,7 +216,9 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
     .option('--force', 'go on although the peer answers as a primary, or this node was fenced')
     .action(
       run(async (ctx, cmd) => {
-        await setupMaster(ctx, { force: cmd.opts<{ force?: boolean }>().force === true });
+        await (
+          await import('./commands/setup-master/index.js')
+        ).setupMaster(ctx, { force: cmd.opts<{ force?: boolean }>().force === true });
       }, 'setup-master'),
     );
 
@@ -233,7 +245,9 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
             'copy the join bundle from the master, or use --from-master with ssh access',
           );
         }
-        await setupSlave(ctx, {
+        await (
+          await import('./commands/setup-slave/index.js')
+        ).setupSlave(ctx, {
           force: o.force === true,
           ...(o.bundle === undefined ? {} : { bundle: o.bundle }),
           ...(o.fromMaster === undefined || o.fromMaster === false ? {} : { fromMaster: o.fromMaster }),
@@ -249,7 +263,9 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
     .option('--force', 'promote although the master answers, or the standby is behind')
     .action(
       run(async (ctx, cmd) => {
-        await failover(ctx, { force: cmd.opts<{ force?: boolean }>().force === true });
+        await (
+          await import('./commands/failover/index.js')
+        ).failover(ctx, { force: cmd.opts<{ force?: boolean }>().force === true });
       }, 'failover'),
     );
 
@@ -258,7 +274,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
     .description('both nodes side by side; exit 0 healthy, 8 degraded, 9 no primary or two primaries')
     .action(
       run(async (ctx) => {
-        await status(ctx);
+        await (await import('./commands/status/index.js')).status(ctx);
       }, 'status'),
     );
 
@@ -267,7 +283,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
     .description('validate the config and the environment, change nothing; exit 0 or 8')
     .action(
       run(async (ctx) => {
-        await check(ctx);
+        await (await import('./commands/check/index.js')).check(ctx);
       }, 'check'),
     );
 
@@ -278,7 +294,9 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
     .action(
       run(async (ctx, cmd) => {
         const o = cmd.opts<{ output?: string }>();
-        await exportBundle(ctx, o.output === undefined ? {} : { output: o.output });
+        await (
+          await import('./commands/export-bundle/index.js')
+        ).exportBundle(ctx, o.output === undefined ? {} : { output: o.output });
       }, 'export-bundle'),
     );
 
@@ -290,7 +308,9 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
     .option('--reason <text>', 'why, recorded in the state directory', 'fenced by operator')
     .action(
       run(async (ctx, cmd) => {
-        await fence(ctx, { reason: cmd.opts<{ reason: string }>().reason });
+        await (
+          await import('./commands/fence/index.js')
+        ).fence(ctx, { reason: cmd.opts<{ reason: string }>().reason });
       }, 'fence'),
     );
 
@@ -335,6 +355,7 @@ async function main(argv: readonly string[]): Promise<void> {
     const g = program.opts<RawGlobals>();
     try {
       const ctx = await buildContext(g, word.word);
+      const { passthrough } = await import('./commands/passthrough/index.js');
       process.exitCode = await passthrough(ctx, args.slice(word.index));
     } catch (error) {
       process.exitCode = reportError(error, g);

@@ -7,7 +7,7 @@ import type { Config } from './config.js';
 import type { CommandContext } from './context.js';
 import { embeddedTarget, localTarget, peerTarget, statePaths } from './context.js';
 import { describeError } from './errors.js';
-import { featuresFor, majorFromVersionNum } from '../pg/version.js';
+import { featuresFor, majorFromVersionNum, type PgFeatures } from '../pg/version.js';
 import {
   CHEF_DATA_QUERY,
   SLOTS_QUERY,
@@ -153,42 +153,83 @@ async function safe<T>(fn: () => Promise<T>, fallback: T): Promise<T> {
   }
 }
 
-/** Reads the server facts through any query function (local psql or peer TCP). */
+/** One statement that returns every server fact as JSON columns (one round trip). */
+function combinedQuery(f: PgFeatures, extras: Readonly<Record<string, string>>): string {
+  const parts: [string, string][] = [
+    ['version_num', "current_setting('server_version_num')::int"],
+    ['state', `(SELECT row_to_json(s) FROM (${serverStateQuery(f)}) s)`],
+    ['timeline', `(SELECT row_to_json(t) FROM (${currentTimelineQuery(f)}) t)`],
+    ['replication', `(SELECT coalesce(json_agg(r), '[]'::json) FROM (${replicationQuery(f)}) r)`],
+    [
+      'wal_receiver',
+      f.controlFunctions ? `(SELECT row_to_json(w) FROM (${WAL_RECEIVER_QUERY}) w LIMIT 1)` : 'NULL::json',
+    ],
+    ...Object.entries(extras).map(([k, sql]): [string, string] => [
+      k,
+      `(SELECT coalesce(json_agg(x), '[]'::json) FROM (${sql}) x)`,
+    ]),
+  ];
+  return `SELECT ${parts.map(([k, v]) => `${v} AS ${k}`).join(',\n       ')}`;
+}
+
+interface CombinedRow {
+  version_num: number;
+  state: StateRow | null;
+  timeline: { timeline: number | null } | null;
+  replication: ReplicationRow[];
+  wal_receiver: WalReceiverRow | null;
+  [extra: string]: unknown;
+}
+
+/**
+ * Reads the server facts through any query function (local psql or peer TCP), in one round trip when
+ * the configured major is right (otherwise the server's own version decides and it asks again).
+ */
 async function readServer(
   query: <T>(sql: string) => Promise<T[]>,
   configuredVersion: string,
-): Promise<ServerFacts> {
-  // The configured major is only a first guess for function names; the server's own number decides.
+  extrasFor: (f: PgFeatures) => Readonly<Record<string, string>>,
+): Promise<{ server: ServerFacts; extras: Readonly<Record<string, unknown>> }> {
   let f = featuresFor(configuredVersion);
-  const probe = await query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v");
-  const versionNum = probe[0]?.v ?? 0;
+  let row: CombinedRow | undefined;
+  try {
+    row = (await query<CombinedRow>(combinedQuery(f, extrasFor(f))))[0];
+  } catch {
+    row = undefined;
+  }
+  const versionNum =
+    row?.version_num ??
+    (await query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v"))[0]?.v ??
+    0;
   const major = majorFromVersionNum(versionNum);
-  f = featuresFor(major);
-  const [state] = await query<StateRow>(serverStateQuery(f));
-  if (!state) {
+  const actual = featuresFor(major);
+  const sameFeatures = JSON.stringify({ ...actual, major: '' }) === JSON.stringify({ ...f, major: '' });
+  if (!row || !sameFeatures) {
+    f = actual;
+    row = (await query<CombinedRow>(combinedQuery(f, extrasFor(f))))[0];
+  }
+  const state = row?.state;
+  if (!row || !state) {
     throw new Error('the server returned no state row');
   }
-  const timelineRows = await safe(() => query<{ timeline: number | null }>(currentTimelineQuery(f)), []);
-  const replication = await query<ReplicationRow>(replicationQuery(f));
-  const walReceiver =
-    state.in_recovery && f.controlFunctions
-      ? ((await safe(() => query<WalReceiverRow>(WAL_RECEIVER_QUERY), []))[0] ?? null)
-      : null;
   return {
-    versionNum,
-    major,
-    inRecovery: state.in_recovery,
-    timeline: timelineRows[0]?.timeline ?? state.checkpoint_timeline,
-    currentLsn: state.current_lsn,
-    receiveLsn: state.receive_lsn,
-    replayLsn: state.replay_lsn,
-    replayAgeS: state.replay_age_s,
-    systemIdentifier: state.system_identifier,
-    synchronousStandbyNames: state.synchronous_standby_names,
-    readOnlyDefault: state.default_transaction_read_only === 'on',
-    dataDirectory: state.data_directory,
-    replication,
-    walReceiver,
+    server: {
+      versionNum,
+      major,
+      inRecovery: state.in_recovery,
+      timeline: row.timeline?.timeline ?? state.checkpoint_timeline,
+      currentLsn: state.current_lsn,
+      receiveLsn: state.receive_lsn,
+      replayLsn: state.replay_lsn,
+      replayAgeS: state.replay_age_s,
+      systemIdentifier: state.system_identifier,
+      synchronousStandbyNames: state.synchronous_standby_names,
+      readOnlyDefault: state.default_transaction_read_only === 'on',
+      dataDirectory: state.data_directory,
+      replication: row.replication,
+      walReceiver: state.in_recovery ? row.wal_receiver : null,
+    },
+    extras: row,
   };
 }
 
@@ -197,9 +238,14 @@ async function gatherLocalPg(ctx: CommandContext): Promise<LocalPgFacts> {
   const config = ctx.config;
   const target = localTarget(config);
   const query = <T>(sql: string): Promise<T[]> => pg.queryLocal<T>(target, 'postgres', sql);
-  let server: ServerFacts;
+  let read: Awaited<ReturnType<typeof readServer>>;
   try {
-    server = await readServer(query, config.postgres.version);
+    read = await readServer(query, config.postgres.version, (f) => ({
+      settings: settingsQuery(f),
+      role: roleExistsQuery(quoteLiteral(config.replication.user)),
+      slots: f.replicationSlots ? SLOTS_QUERY : 'SELECT NULL::text AS slot_name, false AS active WHERE false',
+      db: databaseExistsQuery(quoteLiteral(config.chefServer.database)),
+    }));
   } catch (error) {
     return {
       running: false,
@@ -210,20 +256,15 @@ async function gatherLocalPg(ctx: CommandContext): Promise<LocalPgFacts> {
       chefData: {},
     };
   }
-  const settingsRows = await query<{ name: string; setting: string; pending_restart: boolean }>(
-    settingsQuery(featuresFor(server.major)),
-  );
+  const { server, extras } = read;
+  const settingsRows = extras['settings'] as { name: string; setting: string; pending_restart: boolean }[];
   const settings: Record<string, { setting: string; pendingRestart: boolean }> = {};
   for (const row of settingsRows) {
     settings[row.name] = { setting: row.setting, pendingRestart: row.pending_restart };
   }
-  const role = await query<{ rolname: string }>(roleExistsQuery(quoteLiteral(config.replication.user)));
-  const slots = featuresFor(server.major).replicationSlots
-    ? await query<{ slot_name: string; active: boolean }>(SLOTS_QUERY)
-    : [];
-  const db = await query<{ size_bytes: number | string }>(
-    databaseExistsQuery(quoteLiteral(config.chefServer.database)),
-  );
+  const role = extras['role'] as { rolname: string }[];
+  const slots = extras['slots'] as { slot_name: string; active: boolean }[];
+  const db = extras['db'] as { size_bytes: number | string }[];
   let chefData: Record<string, number> = {};
   if (db.length > 0) {
     const rows = await safe(
@@ -372,8 +413,10 @@ export async function gatherPeerFacts(ctx: CommandContext, passwordOverride?: st
   const target = peerTarget(config, password);
   const query = <T>(sql: string): Promise<T[]> => ctx.ports.pg.queryPeer<T>(target, sql);
   try {
-    const server = await readServer(query, config.postgres.version);
-    const slots = await safe(() => query<{ slot_name: string; active: boolean }>(SLOTS_QUERY), []);
+    const { server, extras } = await readServer(query, config.postgres.version, (f) =>
+      f.replicationSlots ? { slots: SLOTS_QUERY } : {},
+    );
+    const slots = (extras['slots'] as { slot_name: string; active: boolean }[] | undefined) ?? [];
     return { reachable: true, server, slots };
   } catch (error) {
     return { reachable: false, error: describeError(error), slots: [] };

@@ -1,5 +1,4 @@
 /** tar.gz archives (join bundle, backups of /etc/chef-server) through node-tar. */
-import * as tar from 'tar';
 import { chmod } from 'node:fs/promises';
 
 export interface Archive {
@@ -16,6 +15,7 @@ export interface Archive {
 export function createArchive(): Archive {
   return {
     async create(file, cwd, entries, mode, mtime) {
+      const tar = await import('tar');
       await tar.c(
         { gzip: true, file, cwd, portable: false, noDirRecurse: false, ...(mtime ? { mtime } : {}) },
         [...entries],
@@ -23,6 +23,7 @@ export function createArchive(): Archive {
       await chmod(file, mode);
     },
     async extract(file, dest) {
+      const tar = await import('tar');
       await tar.x({ file, cwd: dest, strict: true, preserveOwner: false, noMtime: false });
     },
   };

@@ -3,7 +3,6 @@
  * as the cluster's OS user (peer authentication, no password anywhere; SQL travels on stdin, never argv).
  * The peer is reached over TCP with node-postgres as the replication role, password from the state dir.
  */
-import pg from 'pg';
 import type { Shell } from './shell.js';
 import { CommandError } from './shell.js';
 
@@ -112,6 +111,8 @@ export function createPostgres(shell: Shell, applicationName: string): Postgres 
       await runPsql(target, database, sql, timeoutMs);
     },
     async queryPeer<T>(target: PeerPgTarget, sql: string, values: readonly unknown[] = []): Promise<T[]> {
+      // Loaded on first use: most commands never talk to the peer, and the CLI should start fast.
+      const pg = (await import('pg')).default;
       const client = new pg.Client({
         host: target.host,
         port: target.port,

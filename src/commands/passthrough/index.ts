@@ -9,19 +9,6 @@ import { executePlan } from '../../core/execute.js';
 import { planRecipeSteps } from '../common.js';
 import { renderManagedFiles } from '../render.js';
 
-export const OWN_COMMANDS: ReadonlySet<string> = new Set([
-  'setup-master',
-  'setup-primary',
-  'setup-slave',
-  'setup-standby',
-  'failover',
-  'status',
-  'check',
-  'export-bundle',
-  'fence',
-  'help',
-]);
-
 export async function passthrough(ctx: CommandContext, args: readonly string[]): Promise<number> {
   if (args[0] === 'reconfigure') {
     const local = await gatherLocalFacts(ctx);

@@ -24,6 +24,7 @@ const OWN_COMMANDS: ReadonlySet<string> = new Set([
   'check',
   'export-bundle',
   'fence',
+  'revert',
   'help',
 ]);
 
@@ -312,6 +313,17 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
           await import('./commands/fence/index.js')
         ).fence(ctx, { reason: cmd.opts<{ reason: string }>().reason });
       }, 'fence'),
+    );
+
+  program
+    .command('revert')
+    .description(
+      'put chef-server back on its embedded PostgreSQL: original recipe, no chef-ha settings (data copied back)',
+    )
+    .action(
+      run(async (ctx) => {
+        await (await import('./commands/revert/index.js')).revert(ctx);
+      }, 'revert'),
     );
 
   return program;

@@ -5,9 +5,9 @@
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { CommandContext } from './context.js';
-import { localTarget, peerTarget, statePaths } from './context.js';
+import { embeddedTarget, localTarget, peerTarget, statePaths } from './context.js';
 import type { ActionName } from './plan.js';
-import { CommandError } from '../ports/index.js';
+import { CommandError, type LocalPgTarget } from '../ports/index.js';
 import {
   featuresFor,
   majorFromVersionNum,
@@ -203,54 +203,93 @@ async function installEtc(ctx: CommandContext, args: Args): Promise<string> {
   return `${entries.length} entries`;
 }
 
-async function migrateEmbedded(ctx: CommandContext, args: Args): Promise<string> {
-  const { shell, pg } = ctx.ports;
-  const config = ctx.config;
-  const e = config.chefServer.embeddedPostgres;
-  const dumpFile = str(args, 'dumpFile');
-  const db = config.chefServer.database;
-  // pg_dump writes to chef-ha's stdout and chef-ha (root) keeps the file, because the state directory is
-  // 0700 root; pg_restore reads the same bytes on its stdin.
-  const dump = await shell.run(
-    [`${e.bindir}/pg_dump`, '-h', e.socketDir, '-p', String(e.port), '-U', e.superuser, '-Fc', db],
-    { user: e.osUser, timeoutMs: 3_600_000, binary: true },
+/** pg_dump -Fc of a database to chef-ha's stdout (so that root keeps the file: the state dir is 0700). */
+async function dumpDatabase(
+  ctx: CommandContext,
+  from: LocalPgTarget,
+  db: string,
+  what: string,
+): Promise<Buffer> {
+  const dump = await ctx.ports.shell.run(
+    [
+      `${from.bindir}/pg_dump`,
+      '-h',
+      from.socketDir,
+      '-p',
+      String(from.port),
+      '-U',
+      from.superuser,
+      '-Fc',
+      db,
+    ],
+    { user: from.osUser, timeoutMs: 3_600_000, binary: true },
   );
   if (dump.exitCode !== 0 || !dump.stdoutBytes) {
     throw new CommandError(
-      `pg_dump ${db} from the embedded PostgreSQL`,
+      `pg_dump ${db} from ${what}`,
       dump.exitCode,
       dump.stderr,
       `exited ${dump.exitCode}`,
     );
   }
-  await ctx.ports.files.mkdirp(path.dirname(dumpFile), 0o700);
-  await ctx.ports.files.writeAtomic(dumpFile, dump.stdoutBytes, 0o600);
-  const target = localTarget(config);
+  return dump.stdoutBytes;
+}
+
+/**
+ * Copies the Chef database from one cluster to the other: the source's dump is kept in the backup
+ * folder; with `replace`, the destination's own copy is dumped there too, then dropped.
+ */
+async function copyDatabase(ctx: CommandContext, args: Args): Promise<string> {
+  const { shell, pg, files } = ctx.ports;
+  const config = ctx.config;
+  const toEmbedded = args['direction'] === 'distribution-to-embedded';
+  const source = toEmbedded ? localTarget(config) : embeddedTarget(config);
+  const dest = toEmbedded ? embeddedTarget(config) : localTarget(config);
+  const names = toEmbedded
+    ? ['the distribution PostgreSQL', 'the embedded PostgreSQL']
+    : ['the embedded PostgreSQL', 'the distribution PostgreSQL'];
+  const db = config.chefServer.database;
+  const dumpFile = str(args, 'dumpFile');
+  const data = await dumpDatabase(ctx, source, db, names[0] ?? '');
+  await files.mkdirp(path.dirname(dumpFile), 0o700);
+  await files.writeAtomic(dumpFile, data, 0o600);
+  if (args['replace'] === true) {
+    const exists = await pg.queryLocal<{ datname: string }>(
+      dest,
+      'postgres',
+      `SELECT datname FROM pg_database WHERE datname = ${quoteLiteral(db)}`,
+    );
+    if (exists.length > 0) {
+      const old = await dumpDatabase(ctx, dest, db, names[1] ?? '');
+      await files.writeAtomic(str(args, 'replacedDumpFile'), old, 0o600);
+      await pg.execLocal(dest, 'postgres', `DROP DATABASE ${quoteIdent(db)};`);
+    }
+  }
   await pg.execLocal(
-    target,
+    dest,
     'postgres',
     `CREATE DATABASE ${quoteIdent(db)} TEMPLATE template0 ENCODING 'UTF8';`,
   );
   const restore = await shell.run(
     [
-      `${config.postgres.bindir}/pg_restore`,
+      `${dest.bindir}/pg_restore`,
       '-h',
-      target.socketDir,
+      dest.socketDir,
       '-p',
-      String(target.port),
+      String(dest.port),
       '-U',
-      target.superuser,
+      dest.superuser,
       '--no-owner',
       '--no-privileges',
       '--exit-on-error',
       '-d',
       db,
     ],
-    { user: config.postgres.osUser, timeoutMs: 3_600_000, input: dump.stdoutBytes },
+    { user: dest.osUser, timeoutMs: 3_600_000, input: data },
   );
   if (restore.exitCode !== 0) {
     throw new CommandError(
-      `pg_restore into ${db}`,
+      `pg_restore into ${db} on ${names[1] ?? ''}`,
       restore.exitCode,
       restore.stderr,
       `exited ${restore.exitCode}`,
@@ -378,8 +417,8 @@ export async function runAction(
       return writeBundle(ctx, args);
     case 'install-etc-chef-server':
       return installEtc(ctx, args);
-    case 'migrate-embedded-data':
-      return migrateEmbedded(ctx, args);
+    case 'copy-database':
+      return copyDatabase(ctx, args);
     case 'dump-tables':
       throw new Error('dump-tables is part of londiste mode, which is not implemented yet');
     case 'strip-auto-conf':

@@ -91,7 +91,7 @@ export type ActionName =
   | 'replication-role'
   | 'write-bundle'
   | 'install-etc-chef-server'
-  | 'migrate-embedded-data'
+  | 'copy-database'
   | 'dump-tables'
   | 'strip-auto-conf'
   | 'record-state'

@@ -174,8 +174,11 @@ describe('planSetupMaster on a fresh node', () => {
   test('dumps the embedded Chef database into the backup folder', () => {
     const migrate = step(plan(pairFacts.freshMaster()), 'migrate-embedded-data');
     assert.ok(migrate.kind === 'action');
-    assert.equal(migrate.action, 'migrate-embedded-data');
-    assert.deepEqual(migrate.args, { dumpFile: `${BACKUP_DIR}/embedded-opscode_chef.dump` });
+    assert.equal(migrate.action, 'copy-database');
+    assert.deepEqual(migrate.args, {
+      direction: 'embedded-to-distribution',
+      dumpFile: `${BACKUP_DIR}/embedded-opscode_chef.dump`,
+    });
   });
 
   test('creates the slot named after the slave and the role with the right existence flag', () => {

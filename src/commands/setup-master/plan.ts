@@ -135,8 +135,11 @@ export function planSetupMaster(input: SetupMasterInput): Plan {
     kind: 'action',
     id: 'migrate-embedded-data',
     title: 'copy opscode_chef from the embedded PostgreSQL to the distribution cluster',
-    action: 'migrate-embedded-data',
-    args: { dumpFile: path.join(backupDir, 'embedded-opscode_chef.dump') },
+    action: 'copy-database',
+    args: {
+      direction: 'embedded-to-distribution',
+      dumpFile: path.join(backupDir, 'embedded-opscode_chef.dump'),
+    },
     done: dbOnDistribution
       ? `${config.chefServer.database} is already on the distribution cluster`
       : embeddedData

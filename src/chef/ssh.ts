@@ -21,6 +21,10 @@ export function renderSshArgv(config: Config, args: readonly string[]): [string,
     `ConnectTimeout=${Math.max(1, Math.ceil(ssh.connectTimeoutMs / 1000))}`,
     '-o',
     'ServerAliveInterval=5',
+    // curve25519 first: OpenSSH 9's default post-quantum exchange costs ~0.2 s per connection, and a
+    // failover waits for this one.
+    '-o',
+    'KexAlgorithms=curve25519-sha256,curve25519-sha256@libssh.org,sntrup761x25519-sha512@openssh.com,ecdh-sha2-nistp256,diffie-hellman-group14-sha256',
   ];
   if (ssh.identityFile) {
     argv.push('-i', ssh.identityFile, '-o', 'IdentitiesOnly=yes');

@@ -75,6 +75,8 @@ const schema = z.strictObject({
       omnibusDir: absPath.default('/opt/chef-server'),
       dataDir: absPath.default('/var/opt/chef-server'),
       database: z.string().min(1).default('opscode_chef'),
+      /** The role erchef connects as (postgresql['sql_user']). */
+      sqlUser: z.string().min(1).default('opscode_chef'),
       tables: z
         .array(z.string().regex(/^[a-z_][a-z0-9_]*$/))
         .min(1)

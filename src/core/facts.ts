@@ -81,6 +81,8 @@ export interface LocalPgFacts {
   readonly database?: { readonly sizeBytes: number };
   /** Chef objects beyond the bootstrap rows, per table. */
   readonly chefData: Readonly<Record<string, number>>;
+  /** Sessions of chef-server's SQL user (erchef's pool) on this server. */
+  readonly chefSessions?: number;
 }
 
 export interface LocalFacts {
@@ -245,6 +247,7 @@ async function gatherLocalPg(ctx: CommandContext): Promise<LocalPgFacts> {
       role: roleExistsQuery(quoteLiteral(config.replication.user)),
       slots: f.replicationSlots ? SLOTS_QUERY : 'SELECT NULL::text AS slot_name, false AS active WHERE false',
       db: databaseExistsQuery(quoteLiteral(config.chefServer.database)),
+      chef_sessions: `SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = ${quoteLiteral(config.chefServer.sqlUser)}`,
     }));
   } catch (error) {
     return {
@@ -265,6 +268,7 @@ async function gatherLocalPg(ctx: CommandContext): Promise<LocalPgFacts> {
   const role = extras['role'] as { rolname: string }[];
   const slots = extras['slots'] as { slot_name: string; active: boolean }[];
   const db = extras['db'] as { size_bytes: number | string }[];
+  const chefSessions = (extras['chef_sessions'] as { n: number }[] | undefined)?.[0]?.n ?? 0;
   let chefData: Record<string, number> = {};
   if (db.length > 0) {
     const rows = await safe(
@@ -287,6 +291,7 @@ async function gatherLocalPg(ctx: CommandContext): Promise<LocalPgFacts> {
     slots,
     ...(dbRow ? { database: { sizeBytes: Number(dbRow.size_bytes) } } : {}),
     chefData,
+    chefSessions,
   };
 }
 
@@ -427,4 +432,59 @@ export async function gatherPeerFacts(ctx: CommandContext, passwordOverride?: st
 export async function gatherPairFacts(ctx: CommandContext, passwordOverride?: string): Promise<PairFacts> {
   const [local, peer] = await Promise.all([gatherLocalFacts(ctx), gatherPeerFacts(ctx, passwordOverride)]);
   return { local, peer, gatheredAt: ctx.ports.clock.now() };
+}
+
+/** What `fence` needs: it runs over ssh while a failover waits, so it reads only this. */
+export interface FenceFacts {
+  readonly running: boolean;
+  readonly inRecovery: boolean | undefined;
+  readonly standbySignal: boolean;
+  readonly recoveryConf: boolean;
+  readonly fenced?: { readonly at: string; readonly reason: string };
+}
+
+/** The subset of LocalFacts that planFence reads. Pure. */
+export function toFenceFacts(local: LocalFacts): FenceFacts {
+  return {
+    running: local.pg.running,
+    inRecovery: local.pg.server?.inRecovery,
+    standbySignal: local.dataDir.standbySignal,
+    recoveryConf: local.dataDir.recoveryConf,
+    ...(local.fenced ? { fenced: local.fenced } : {}),
+  };
+}
+
+/** Facts for `fence`: one query and three file checks. Never changes anything. */
+export async function gatherFenceFacts(ctx: CommandContext): Promise<FenceFacts> {
+  const { files, pg } = ctx.ports;
+  const config = ctx.config;
+  const dataDir = config.postgres.dataDir;
+  let running = false;
+  let inRecovery: boolean | undefined;
+  try {
+    const rows = await pg.queryLocal<{ r: boolean }>(
+      localTarget(config),
+      'postgres',
+      'SELECT pg_is_in_recovery() AS r',
+      5_000,
+    );
+    running = true;
+    inRecovery = rows[0]?.r;
+  } catch {
+    running = false;
+  }
+  const fenceText = await safe(() => files.readTextIfExists(statePaths(config).fence), undefined);
+  let fenced: FenceFacts['fenced'];
+  try {
+    fenced = fenceText ? (JSON.parse(fenceText) as { at: string; reason: string }) : undefined;
+  } catch {
+    fenced = { at: 'unknown', reason: 'unreadable fence record' };
+  }
+  return {
+    running,
+    inRecovery,
+    standbySignal: await safe(() => files.exists(path.join(dataDir, 'standby.signal')), false),
+    recoveryConf: await safe(() => files.exists(path.join(dataDir, 'recovery.conf')), false),
+    ...(fenced ? { fenced } : {}),
+  };
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { PairFacts, LocalFacts } from '../../src/core/facts.js';
+import { toFenceFacts } from '../../src/core/facts.js';
 import { evaluateChecks, type CheckResult } from '../../src/commands/check/index.js';
 import { config } from '../fakes/config.js';
 import {
@@ -205,7 +206,7 @@ describe('evaluateChecks', () => {
 const NOW = '2026-01-15T12:03:00.000Z';
 
 function plan(local: LocalOverrides = {}, c: Config = config()): Plan {
-  return planFence(localFacts(local), c, { reason: 'failover to db2' }, NOW);
+  return planFence(toFenceFacts(localFacts(local)), c, { reason: 'failover to db2' }, NOW);
 }
 
 function step(p: Plan, id: string): Step {

@@ -372,6 +372,8 @@ const BASE = [
   'ConnectTimeout=5',
   '-o',
   'ServerAliveInterval=5',
+  '-o',
+  'KexAlgorithms=curve25519-sha256,curve25519-sha256@libssh.org,sntrup761x25519-sha512@openssh.com,ecdh-sha2-nistp256,diffie-hellman-group14-sha256',
 ];
 
 describe('renderSshArgv', () => {
@@ -409,6 +411,8 @@ describe('renderSshArgv', () => {
       'ConnectTimeout=2',
       '-o',
       'ServerAliveInterval=5',
+      '-o',
+      'KexAlgorithms=curve25519-sha256,curve25519-sha256@libssh.org,sntrup761x25519-sha512@openssh.com,ecdh-sha2-nistp256,diffie-hellman-group14-sha256',
       '-i',
       '/root/.ssh/chef_ha',
       '-o',

@@ -366,11 +366,19 @@ function step(steps: readonly Step[], id: string): Step {
   return found;
 }
 
+function decideForced(facts: PairFacts): Extract<FailoverDecision, { action: 'promote' | 'complete' }> {
+  const d = decideFailover(facts, standbyConfig(), { force: true });
+  assert.ok(d.action === 'promote');
+  return d;
+}
+
+// The dead master's host is fenced after the promotion (its PostgreSQL takes no writes while it does
+// not answer); a master whose PostgreSQL answers is fenced first (see below).
 const ORDER = [
   'mark-failover-started',
-  'fence-old-master',
   'promote',
   'wait-writable',
+  'fence-old-master',
   'write-primary-settings',
   'clear-inherited-settings',
   'create-slot-for-old-master',
@@ -381,7 +389,7 @@ const ORDER = [
 ];
 
 describe('planFailover', () => {
-  test('fences the old master first, then promotes, waits, rewrites settings and restarts chef', () => {
+  test('promotes first and fences a master whose PostgreSQL does not answer afterwards', () => {
     const p = plan(pairFacts.standbyWithDeadMaster());
     assert.deepEqual(stepIds(p), ORDER);
     assert.equal(p.command, 'failover');
@@ -389,6 +397,26 @@ describe('planFailover', () => {
       p.summary,
       "db1's PostgreSQL does not answer (connect ECONNREFUSED 10.0.0.1:5432): promote db2",
     );
+  });
+
+  test('fences a master whose PostgreSQL answers before promoting', () => {
+    const facts = pairFacts.primaryWithStreamingStandby({ lagBytes: 0 });
+    const ids = stepIds(
+      planFailover({
+        facts,
+        decision: decideForced(facts),
+        config: standbyConfig(),
+        primaryConf: '# conf\n',
+      }),
+    );
+    assert.ok(ids.indexOf('fence-old-master') < ids.indexOf('promote'));
+  });
+
+  test('skips the erchef restart when its sessions on this node survive the promotion', () => {
+    const base = pairFacts.standbyWithDeadMaster();
+    const facts = { ...base, local: { ...base.local, pg: { ...base.local.pg, chefSessions: 3 } } };
+    assert.match(step(plan(facts).steps, 'restart-chef-services').done ?? '', /erchef holds 3 sessions/);
+    assert.equal(step(plan(base).steps, 'restart-chef-services').done, undefined);
   });
 
   test('marks promote, and only promote, irreversible', () => {

@@ -33,8 +33,13 @@ export function planFailover(input: FailoverPlanInput): Plan {
     args: { path: statePaths(config).failoverMarker, data: { oldPrimary: peer } },
     done: promoted ? 'a failover to this node is in progress' : undefined,
   });
+  // When the old master's PostgreSQL answers it is alive and may take writes: fence it before promoting.
+  // When it does not answer it cannot take writes now; fencing its host over ssh is about its next start,
+  // so it runs after the promotion and does not delay the first write (an ssh timeout on a cut-off host
+  // would otherwise hold the failover for seconds).
+  const fenceSteps: Step[] = [];
   if (decision.fence === 'sql' && peerServer) {
-    steps.push({
+    fenceSteps.push({
       kind: 'action',
       id: 'fence-old-master',
       title: `fence ${peer} over SQL (read-only now; starts as a standby next time)`,
@@ -43,7 +48,7 @@ export function planFailover(input: FailoverPlanInput): Plan {
       done: peerServer.inRecovery || peerServer.readOnlyDefault ? `${peer} is already read-only` : undefined,
     });
   } else if (decision.fence === 'ssh') {
-    steps.push({
+    fenceSteps.push({
       kind: 'action',
       id: 'fence-old-master',
       title: `fence ${peer} over ssh (its PostgreSQL cannot start writable until rejoin)`,
@@ -51,7 +56,7 @@ export function planFailover(input: FailoverPlanInput): Plan {
       args: { reason: `failover to ${config.node.name}` },
     });
   } else {
-    steps.push({
+    fenceSteps.push({
       kind: 'action',
       id: 'fence-old-master',
       title: `fence ${peer}`,
@@ -59,6 +64,10 @@ export function planFailover(input: FailoverPlanInput): Plan {
       args: {},
       done: `no way to reach ${peer} (no answer from PostgreSQL, no peer.ssh): it must not be started before \`chef-ha-ctl rejoin\``,
     });
+  }
+  const fenceFirst = peerServer !== undefined;
+  if (fenceFirst) {
+    steps.push(...fenceSteps);
   }
   const f = featuresFor(config.postgres.version);
   const promoteSeconds = Math.ceil(config.failover.promoteTimeoutMs / 1000);
@@ -93,6 +102,9 @@ export function planFailover(input: FailoverPlanInput): Plan {
     timeoutMs: config.failover.promoteTimeoutMs,
     intervalMs: 50,
   });
+  if (!fenceFirst) {
+    steps.push(...fenceSteps);
+  }
   steps.push({
     kind: 'write',
     id: 'write-primary-settings',
@@ -146,6 +158,12 @@ export function planFailover(input: FailoverPlanInput): Plan {
     title: 'restart erchef so that its database pool reconnects to the new primary',
     argv: [config.chefServer.ctl, 'restart', 'erchef'],
     timeoutMs: 120_000,
+    // erchef's pool talks to this node's PostgreSQL; sessions open before the promotion take writes after
+    // it, so a restart would only interrupt a service that already works.
+    done:
+      (facts.local.pg.chefSessions ?? 0) > 0
+        ? `erchef holds ${facts.local.pg.chefSessions ?? 0} sessions on this node's PostgreSQL, which take writes once it is promoted`
+        : undefined,
   });
   steps.push({
     kind: 'run',

@@ -4,12 +4,11 @@
  */
 import type { CommandContext } from '../../core/context.js';
 import { statePaths, withLock } from '../../core/context.js';
-import { gatherLocalFacts } from '../../core/facts.js';
+import { gatherFenceFacts, type FenceFacts } from '../../core/facts.js';
 import { executePlan } from '../../core/execute.js';
 import type { Plan, Step } from '../../core/plan.js';
 import { renderFenceFile } from '../../pg/version.js';
 import { serviceStep } from '../common.js';
-import type { LocalFacts } from '../../core/facts.js';
 import type { Config } from '../../core/config.js';
 
 export interface FenceOptions {
@@ -17,12 +16,11 @@ export interface FenceOptions {
 }
 
 /** Pure. */
-export function planFence(local: LocalFacts, config: Config, options: FenceOptions, nowIso: string): Plan {
+export function planFence(local: FenceFacts, config: Config, options: FenceOptions, nowIso: string): Plan {
   const fenceFile = renderFenceFile(config.postgres.version);
-  const hasSignal =
-    fenceFile.name === 'standby.signal' ? local.dataDir.standbySignal : local.dataDir.recoveryConf;
-  const running = local.pg.running;
-  const primary = running && local.pg.server?.inRecovery === false;
+  const hasSignal = fenceFile.name === 'standby.signal' ? local.standbySignal : local.recoveryConf;
+  const running = local.running;
+  const primary = running && local.inRecovery === false;
   const steps: Step[] = [
     {
       kind: 'action',
@@ -62,7 +60,8 @@ export function planFence(local: LocalFacts, config: Config, options: FenceOptio
 
 export async function fence(ctx: CommandContext, options: FenceOptions): Promise<void> {
   await withLock(ctx, 'fence', async () => {
-    const local = await gatherLocalFacts(ctx);
+    // Few facts, gathered fast: a failover on the peer waits for this over ssh.
+    const local = await gatherFenceFacts(ctx);
     const plan = planFence(local, ctx.config, options, new Date(ctx.ports.clock.now()).toISOString());
     await executePlan(ctx, plan, { dryRun: ctx.options.dryRun });
   });

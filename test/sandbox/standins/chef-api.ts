@@ -115,7 +115,8 @@ async function main(): Promise<void> {
     password: s.password,
     database: s.database,
     max: 5,
-    idleTimeoutMillis: 5_000,
+    // erchef's sqerl pool opens its connections at start and keeps them (db_pool_size); so does this one.
+    idleTimeoutMillis: 0,
     connectionTimeoutMillis: 2_000,
     statement_timeout: 5_000,
     application_name: 'erchef (chef-ha sandbox stand-in)',
@@ -129,6 +130,25 @@ async function main(): Promise<void> {
       log(`client error: ${error.message}`);
     });
   });
+  // Keep POOL_MIN connections open, reopening them after the database comes back, as sqerl does.
+  const POOL_MIN = 2;
+  const keepWarm = async (): Promise<void> => {
+    if (pool.totalCount >= POOL_MIN) {
+      return;
+    }
+    const clients = await Promise.allSettled(
+      Array.from({ length: POOL_MIN - pool.totalCount }, () => pool.connect()),
+    );
+    for (const c of clients) {
+      if (c.status === 'fulfilled') {
+        c.value.release();
+      }
+    }
+  };
+  setInterval(() => {
+    keepWarm().catch(() => undefined);
+  }, 1_000).unref();
+  void keepWarm().catch(() => undefined);
 
   const base = `http://${s.listen}:${s.apiPort}`;
 

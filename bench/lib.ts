@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { downSandbox, upSandbox, type SandboxInfo, type SandboxNode } from '../test/sandbox/index.js';
+import { sql as e2eSql } from '../test/e2e/helpers.js';
 
 export type { SandboxInfo, SandboxNode };
 
@@ -174,33 +175,9 @@ export function firstStepAtMs(run: CliRun): number | undefined {
   return run.lines.find((l) => /^\[\d+\/\d+\] /.test(l.line))?.atMs;
 }
 
-/** psql as the postgres OS user over the node's socket; returns trimmed stdout. */
-export async function sql(node: SandboxNode, text: string, database = 'opscode_chef'): Promise<string> {
-  const { stdout } = await execFileP(
-    'runuser',
-    [
-      '-u',
-      'postgres',
-      '--',
-      `${node.postgres.bindir}/psql`,
-      '-X',
-      '-q',
-      '-A',
-      '-t',
-      '-v',
-      'ON_ERROR_STOP=1',
-      '-h',
-      node.postgres.socketDir,
-      '-p',
-      String(node.postgres.port),
-      '-d',
-      database,
-      '-c',
-      text,
-    ],
-    { timeout: 600_000, maxBuffer: 16 * 1024 * 1024 },
-  );
-  return stdout.trim();
+/** psql as the postgres OS user over the node's socket (the e2e helper, with a bulk-load timeout). */
+export function sql(node: SandboxNode, text: string, database = 'opscode_chef'): Promise<string> {
+  return e2eSql(node, text, database, 600_000);
 }
 
 /** Runs a command and returns its stdout; throws with stderr on failure. */

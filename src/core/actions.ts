@@ -32,47 +32,33 @@ function str(args: Args, key: string): string {
   return v;
 }
 
-async function groupName(ctx: CommandContext, gid: number): Promise<string> {
-  const text = (await ctx.ports.files.readTextIfExists('/etc/group')) ?? '';
-  for (const line of text.split('\n')) {
-    const parts = line.split(':');
-    if (parts[2] === String(gid) && parts[0]) {
-      return parts[0];
+/** Name ↔ id maps of /etc/passwd or /etc/group (name:x:id:…), so that owners travel by name. */
+async function readIdTable(
+  ctx: CommandContext,
+  file: '/etc/passwd' | '/etc/group',
+): Promise<{ byId: Map<number, string>; byName: Map<string, number> }> {
+  const byId = new Map<number, string>();
+  const byName = new Map<string, number>();
+  for (const line of ((await ctx.ports.files.readTextIfExists(file)) ?? '').split('\n')) {
+    const [name, , id] = line.split(':');
+    if (name && id && /^\d+$/.test(id)) {
+      byId.set(Number(id), name);
+      byName.set(name, Number(id));
     }
   }
-  return String(gid);
+  return { byId, byName };
 }
 
-async function userName(ctx: CommandContext, uid: number): Promise<string> {
-  const text = (await ctx.ports.files.readTextIfExists('/etc/passwd')) ?? '';
-  for (const line of text.split('\n')) {
-    const parts = line.split(':');
-    if (parts[2] === String(uid) && parts[0]) {
-      return parts[0];
-    }
-  }
-  return String(uid);
+async function nameOf(ctx: CommandContext, file: '/etc/passwd' | '/etc/group', id: number): Promise<string> {
+  return (await readIdTable(ctx, file)).byId.get(id) ?? String(id);
 }
 
-async function groupId(ctx: CommandContext, name: string): Promise<number | undefined> {
-  if (/^\d+$/.test(name)) {
-    return Number(name);
-  }
-  const text = (await ctx.ports.files.readTextIfExists('/etc/group')) ?? '';
-  for (const line of text.split('\n')) {
-    const parts = line.split(':');
-    if (parts[0] === name && parts[2]) {
-      return Number(parts[2]);
-    }
-  }
-  return undefined;
-}
-
-async function userId(ctx: CommandContext, name: string): Promise<number | undefined> {
-  if (/^\d+$/.test(name)) {
-    return Number(name);
-  }
-  return (await ctx.ports.files.lookupUser(name))?.uid;
+async function idOf(
+  ctx: CommandContext,
+  file: '/etc/passwd' | '/etc/group',
+  name: string,
+): Promise<number | undefined> {
+  return /^\d+$/.test(name) ? Number(name) : (await readIdTable(ctx, file)).byName.get(name);
 }
 
 async function replicationRole(ctx: CommandContext, args: Args): Promise<string> {
@@ -128,8 +114,8 @@ async function writeBundle(ctx: CommandContext, args: Args): Promise<string> {
         path: entry.path,
         type: entry.info.isDirectory ? 'dir' : 'file',
         mode: entry.info.mode,
-        user: await userName(ctx, entry.info.uid),
-        group: await groupName(ctx, entry.info.gid),
+        user: await nameOf(ctx, '/etc/passwd', entry.info.uid),
+        group: await nameOf(ctx, '/etc/group', entry.info.gid),
       });
       if (entry.info.isDirectory) {
         await files.mkdirp(path.join(work, rel), 0o700);
@@ -186,8 +172,8 @@ async function installEtc(ctx: CommandContext, args: Args): Promise<string> {
   // Directories first (walk order is parent before child), then files, modes and owners as on the master.
   for (const e of entries) {
     const dest = path.join(etc, e.path);
-    const uid = (await userId(ctx, e.user)) ?? 0;
-    const gid = (await groupId(ctx, e.group)) ?? 0;
+    const uid = (await idOf(ctx, '/etc/passwd', e.user)) ?? 0;
+    const gid = (await idOf(ctx, '/etc/group', e.group)) ?? 0;
     const owner = ctx.ports.proc.isRoot ? { uid, gid } : undefined;
     if (e.type === 'dir') {
       await files.mkdirp(dest, e.mode, owner);

@@ -333,6 +333,19 @@ async function gatherEmbedded(ctx: CommandContext): Promise<LocalFacts['embedded
   }
 }
 
+/** The fence record of this node, if it was fenced (an unreadable one still counts as fenced). */
+async function readFenceRecord(ctx: CommandContext): Promise<{ at: string; reason: string } | undefined> {
+  const text = await safe(() => ctx.ports.files.readTextIfExists(statePaths(ctx.config).fence), undefined);
+  if (!text) {
+    return undefined;
+  }
+  try {
+    return JSON.parse(text) as { at: string; reason: string };
+  } catch {
+    return { at: 'unknown', reason: 'unreadable fence record' };
+  }
+}
+
 /** Facts of this node. Never changes anything. */
 export async function gatherLocalFacts(ctx: CommandContext): Promise<LocalFacts> {
   const { files } = ctx.ports;
@@ -361,13 +374,7 @@ export async function gatherLocalFacts(ctx: CommandContext): Promise<LocalFacts>
   for (const bin of ['pg_ctl', 'pg_basebackup', 'pg_rewind', 'psql', 'pg_dump', 'pg_restore']) {
     binaries[bin] = await files.canExecute(path.join(config.postgres.bindir, bin));
   }
-  const fenceText = await safe(() => files.readTextIfExists(paths.fence), undefined);
-  let fenced: LocalFacts['fenced'];
-  try {
-    fenced = fenceText ? (JSON.parse(fenceText) as { at: string; reason: string }) : undefined;
-  } catch {
-    fenced = { at: 'unknown', reason: 'unreadable fence record' };
-  }
+  const fenced = await readFenceRecord(ctx);
   const [pgFacts, embedded] = await Promise.all([gatherLocalPg(ctx), gatherEmbedded(ctx)]);
   const chefHaConf = await safe(() => files.readTextIfExists(chefHaConfPath(config)), undefined);
   const pgHba = await safe(() => files.readTextIfExists(pgHbaPath(config)), undefined);
@@ -473,13 +480,7 @@ export async function gatherFenceFacts(ctx: CommandContext): Promise<FenceFacts>
   } catch {
     running = false;
   }
-  const fenceText = await safe(() => files.readTextIfExists(statePaths(config).fence), undefined);
-  let fenced: FenceFacts['fenced'];
-  try {
-    fenced = fenceText ? (JSON.parse(fenceText) as { at: string; reason: string }) : undefined;
-  } catch {
-    fenced = { at: 'unknown', reason: 'unreadable fence record' };
-  }
+  const fenced = await readFenceRecord(ctx);
   return {
     running,
     inRecovery,

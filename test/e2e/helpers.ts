@@ -65,7 +65,12 @@ export function spawnCli(node: SandboxNode, args: readonly string[]): ChildProce
 }
 
 /** psql as postgres over the node's socket; returns trimmed stdout. */
-export async function sql(node: SandboxNode, text: string, database = 'opscode_chef'): Promise<string> {
+export async function sql(
+  node: SandboxNode,
+  text: string,
+  database = 'opscode_chef',
+  timeoutMs = 30_000,
+): Promise<string> {
   const { stdout } = await execFileP(
     'runuser',
     [
@@ -88,7 +93,7 @@ export async function sql(node: SandboxNode, text: string, database = 'opscode_c
       '-c',
       text,
     ],
-    { timeout: 30_000 },
+    { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 },
   );
   return stdout.trim();
 }

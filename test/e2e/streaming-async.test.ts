@@ -234,6 +234,9 @@ describe('streaming replication, asynchronous', { timeout: 600_000 }, () => {
       async () => (await postmasterPid(a.postgres.dataDir)) === undefined,
       10_000,
     );
+    const down = await runCli(b, ['status', '--json']);
+    assert.equal(down.code, 9, 'no writable primary: exit 9');
+    assert.equal((JSON.parse(down.stdout) as { verdict: string }).verdict, 'broken');
     const r = await runCli(b, ['failover']);
     outputs.push(r.stdout, r.stderr);
     assert.equal(r.code, 0, r.stderr);

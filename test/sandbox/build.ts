@@ -3,7 +3,18 @@
  * `apt-get install postgresql-15`), the STAND-IN chef-server 11.1.7 omnibus tree, its sshd, and its
  * chef-ha.json. Every path is re-rooted under the node root (see paths.ts).
  */
-import { copyFile, chmod, chown, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import {
+  copyFile,
+  chmod,
+  chown,
+  mkdir,
+  readFile,
+  readdir,
+  rename,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { dirname, join } from 'node:path';
 import {
@@ -193,6 +204,39 @@ async function buildDistributionPostgres(p: NodePaths, plan: NodePlan): Promise<
   }
 }
 
+let ctlBundle: Promise<string | null> | undefined;
+
+/**
+ * Bundles the chef-server-ctl stand-in into one ES module under node_modules/.cache (packages stay
+ * external, so they resolve from the repository's node_modules), once per process. Returns null when
+ * esbuild (a dependency of tsx) is not there: the wrapper then runs the TypeScript through tsx.
+ */
+export function bundleCtl(): Promise<string | null> {
+  ctlBundle ??= (async () => {
+    const esbuild = join(REPO_ROOT, 'node_modules', '.bin', 'esbuild');
+    const out = join(REPO_ROOT, 'node_modules', '.cache', 'chef-ha-sandbox', 'chef-server-ctl.mjs');
+    const tmp = `${out}.${process.pid}.tmp`;
+    await mkdir(dirname(out), { recursive: true });
+    const r = await run([
+      esbuild,
+      join(STANDINS_DIR, 'chef-server-ctl.ts'),
+      '--bundle',
+      '--platform=node',
+      '--format=esm',
+      '--packages=external',
+      '--log-level=error',
+      `--outfile=${tmp}`,
+    ]).catch(() => ({ code: 1, stdout: '', stderr: 'esbuild not found' }));
+    if (r.code !== 0) {
+      await rm(tmp, { force: true });
+      return null;
+    }
+    await rename(tmp, out);
+    return out;
+  })();
+  return ctlBundle;
+}
+
 /** The stand-in chef-server 11.1.7 omnibus tree and /etc/chef-server/chef-server.rb. */
 async function buildOmnibus(p: NodePaths, plan: NodePlan, sandboxDir: string): Promise<void> {
   const cb = p.cookbooksDir;
@@ -219,6 +263,14 @@ async function buildOmnibus(p: NodePaths, plan: NodePlan, sandboxDir: string): P
     join(FIXTURES_DIR, 'attributes-default.rb'),
     join(cb, 'chef-server', 'attributes', 'default.rb'),
   );
+  // templates and the helper library the recipe uses (fixtures; the chef-solo stand-in reads them)
+  for (const sub of ['templates', 'libraries'] as const) {
+    const to = join(cb, 'chef-server', sub, ...(sub === 'templates' ? ['default'] : []));
+    await mkdir(to, { recursive: true });
+    for (const f of await readdir(join(FIXTURES_DIR, sub))) {
+      await copyFile(join(FIXTURES_DIR, sub, f), join(to, f));
+    }
+  }
   await writeFile(
     join(cb, 'chef-server', 'metadata.rb'),
     'name "chef-server"\nmaintainer "Opscode, Inc."\nlicense "Apache 2.0"\ndescription "Installs and configures Chef Server from Omnibus"\nversion "0.1.0"\n\ndepends "runit"\n',
@@ -251,7 +303,7 @@ async function buildOmnibus(p: NodePaths, plan: NodePlan, sandboxDir: string): P
     join(p.embeddedBin, 'chpst'),
     `#!/bin/bash
 # chef-ha sandbox STAND-IN of runit's chpst: only -u user[:group] (run as user), -U and -P are accepted.
-# The ${EMBEDDED_SUPERUSER} account does not exist in the sandbox; it maps to ${EMBEDDED_OS_USER}.
+# The ${EMBEDDED_SUPERUSER} account does not exist in the sandbox; ${EMBEDDED_OS_USER} plays it.
 user=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -261,7 +313,8 @@ while [ $# -gt 0 ]; do
     *) break ;;
   esac
 done
-[ "$user" = "${EMBEDDED_SUPERUSER}" ] && user="${EMBEDDED_OS_USER}"
+# libpq's default role is the OS account's name: keep it ${EMBEDDED_SUPERUSER} for the account that plays it
+if [ "$user" = "${EMBEDDED_SUPERUSER}" ]; then user="${EMBEDDED_OS_USER}"; export PGUSER="${EMBEDDED_SUPERUSER}"; fi
 if [ -n "$user" ] && [ "$user" != "root" ]; then exec runuser -u "$user" -- "$@"; fi
 exec "$@"
 `,
@@ -279,6 +332,9 @@ exec ${p.ctl} "$cmd" "$svc"
 `,
     { mode: 0o755 },
   );
+  // stand-in of the embedded sqitch (test/sandbox/standins/sqitch.rb)
+  await copyFile(join(STANDINS_DIR, 'sqitch.rb'), join(p.embeddedBin, 'sqitch'));
+  await chmod(join(p.embeddedBin, 'sqitch'), 0o755);
   const schemaDir = join(p.omnibusDir, 'embedded', 'service', 'chef-server-schema');
   await mkdir(join(schemaDir, 'deploy'), { recursive: true });
   await writeFile(
@@ -300,6 +356,7 @@ exec ${p.ctl} "$cmd" "$svc"
   for (const d of [p.svDir, p.serviceDir, p.initDir, join(p.omnibusDir, 'bin')]) {
     await mkdir(d, { recursive: true });
   }
+  const bundle = await bundleCtl();
   await writeFile(
     p.ctl,
     `#!/bin/bash
@@ -310,7 +367,13 @@ exec ${p.ctl} "$cmd" "$svc"
 unset RUBYOPT BUNDLE_BIN_PATH BUNDLE_GEMFILE GEM_PATH GEM_HOME
 export CHEF_STANDIN_ROOT='${p.root}'
 export CHEF_STANDIN_SANDBOX='${sandboxDir}'
-exec '${process.execPath}' --import '${TSX_IMPORT}' '${join(STANDINS_DIR, 'chef-server-ctl.ts')}' "$@"
+${
+  bundle === null
+    ? `exec '${process.execPath}' --import '${TSX_IMPORT}' '${join(STANDINS_DIR, 'chef-server-ctl.ts')}' "$@"`
+    : `# (from ${bundle}, an esbuild bundle of it made by \`up\`: plain node starts it in a third of tsx's time,
+# which matters because the chef-solo stand-in calls chef-server-ctl status postgresql several times)
+exec '${process.execPath}' '${bundle}' "$@"`
+}
 `,
     { mode: 0o755 },
   );
@@ -336,6 +399,24 @@ erchef['port'] = ${plan.ports.chefApi}
     { mode: 0o644 },
   );
   await mkdirOwned(p.embeddedSocketDir, 0o1777);
+  // this stand-in host's sysctl: the 11.1.7 recipe appends its shm settings to /etc/sysctl.conf and
+  // runs /sbin/sysctl -p (both re-rooted by the chef-solo stand-in); the kernel is never touched
+  await writeFile(
+    join(p.root, 'etc', 'sysctl.conf'),
+    '#\n# /etc/sysctl.conf - Configuration file for setting system variables\n# (chef-ha sandbox stand-in host)\n#\n',
+  );
+  await mkdirOwned(join(p.root, 'sbin'), 0o755);
+  await writeFile(
+    join(p.root, 'sbin', 'sysctl'),
+    `#!/bin/bash
+# chef-ha sandbox STAND-IN of /sbin/sysctl for this node: 'sysctl -p FILE' prints the settings of FILE
+# as sysctl does, WITHOUT applying them (several stand-in hosts share one real kernel).
+[ "$1" = "-p" ] || { echo "sysctl stand-in: only -p FILE is reproduced" >&2; exit 1; }
+file="\${2:-${join(p.root, 'etc', 'sysctl.conf')}}"
+grep -E '^[[:space:]]*[a-z0-9_.]+[[:space:]]*=' "$file" | sed -E 's/[[:space:]]*=[[:space:]]*/ = /'
+`,
+    { mode: 0o755 },
+  );
   await mkdir(p.dataDir, { recursive: true });
   await mkdir(p.logDir, { recursive: true });
 }

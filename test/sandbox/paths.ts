@@ -3,11 +3,26 @@
  * omnibus paths and Debian's PostgreSQL paths are re-rooted under it, so every stand-in and every
  * chef-ha.json points at `<root>/opt/chef-server`, `<root>/etc/postgresql/15/main`, and so on.
  */
+import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-/** The repository this file belongs to (test/sandbox/ is two levels below it). */
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/**
+ * The repository this file belongs to: the nearest directory above it that holds package.json and
+ * test/sandbox/ (this file may also run from a bundle under node_modules/.cache, see build.ts).
+ */
+export const REPO_ROOT = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
+
+function findRepoRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'test', 'sandbox', 'paths.ts'))) {
+      return dir;
+    }
+    if (dirname(dir) === dir) {
+      return resolve(from, '..', '..');
+    }
+  }
+}
 
 /** `--import` value that makes plain `node` run TypeScript, independent of the current directory. */
 export const TSX_IMPORT = pathToFileURL(join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;

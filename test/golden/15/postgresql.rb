@@ -30,8 +30,14 @@ database   = 'opscode_chef'
 
 psql = "#{bin_dir}/psql -X -q -A -t -h #{socket_dir} -p #{pg_port}"
 is_primary = "#{psql} -d postgres -c 'SELECT pg_is_in_recovery()' | grep -qx f"
+answers = "#{psql} -d postgres -c 'SELECT 1' | grep -qx 1"
 database_exists = "#{psql} -d postgres -c \"SELECT 1 FROM pg_database WHERE datname = '#{database}'\" | grep -qx 1"
 schema_exists = "#{psql} -d #{database} -c \"SELECT 1 FROM pg_tables WHERE schemaname = 'public' AND tablename = 'clients'\" | grep -qx 1"
+
+# Chef 11 runs a String guard as root with only the guard's own options (not the resource's `user`),
+# so every guard below names the PostgreSQL OS user. Methods defined in a recipe are not visible
+# inside resource blocks (self is the resource there): guards are computed outside the blocks.
+as_os_user = { :user => os_user }
 
 def chef_ha_role_exists(psql, role)
   "#{psql} -d postgres -c \"SELECT 1 FROM pg_roles WHERE rolname = '#{role}'\" | grep -qx 1"
@@ -49,23 +55,32 @@ runit_service 'postgresql' do
   action :disable
 end
 
+# Fails the run, naming this resource, when the distribution cluster does not answer (instead of
+# skipping everything below and leaving erchef without a database).
+execute 'chef-ha check postgresql' do
+  command "#{psql} -d postgres -c 'SELECT 1'"
+  user os_user
+  not_if answers, as_os_user
+end
+
 execute "create #{database} database" do
   command "#{bin_dir}/createdb -h #{socket_dir} -p #{pg_port} -T template0 -E UTF-8 #{database}"
   user os_user
-  only_if is_primary
-  not_if database_exists
+  only_if is_primary, as_os_user
+  not_if database_exists, as_os_user
 end
 
 execute 'install_schema' do
   command "sqitch --db-client #{bin_dir}/psql --db-host #{socket_dir} --db-port #{pg_port} --db-user #{os_user} deploy --verify"
   cwd '/opt/chef-server/embedded/service/chef-server-schema'
   user os_user
-  only_if is_primary
-  not_if schema_exists
+  only_if is_primary, as_os_user
+  not_if schema_exists, as_os_user
 end
 
 # Passwords go through a script file (mode 0600), never through a command line.
 { sql_user => pg_attrs['sql_password'], sql_ro => pg_attrs['sql_ro_password'] }.each do |role, password|
+  role_exists = chef_ha_role_exists(psql, role)
   bash "create database role #{role}" do
     user os_user
     code <<-EOH
@@ -73,11 +88,12 @@ end
 CREATE ROLE "#{role}" LOGIN NOSUPERUSER PASSWORD '#{password.to_s.gsub("'", "''")}';
 SQL
     EOH
-    only_if is_primary
-    not_if chef_ha_role_exists(psql, role)
+    only_if is_primary, as_os_user
+    not_if role_exists, as_os_user
   end
 end
 
+can_write = chef_ha_can_write(psql, database, sql_user)
 bash "grant #{sql_user} write access" do
   user os_user
   code <<-EOH
@@ -91,10 +107,11 @@ GRANT SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO "#{sql_user}";
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO "#{sql_user}";
 SQL
   EOH
-  only_if is_primary
-  not_if chef_ha_can_write(psql, database, sql_user)
+  only_if is_primary, as_os_user
+  not_if can_write, as_os_user
 end
 
+can_read = chef_ha_can_read(psql, database, sql_ro)
 bash "grant #{sql_ro} read access" do
   user os_user
   code <<-EOH
@@ -108,17 +125,18 @@ GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO "#{sql_ro}";
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO "#{sql_ro}";
 SQL
   EOH
-  only_if is_primary
-  not_if chef_ha_can_read(psql, database, sql_ro)
+  only_if is_primary, as_os_user
+  not_if can_read, as_os_user
 end
 
 # Londiste: the role chef-server writes with must be allowed to fire pgq's triggers on any node that
 # may become the root.
 if ha_mode == 'londiste'
+  pgq_writer_exists = chef_ha_role_exists(psql, 'pgq_writer')
   execute "grant pgq_writer to #{sql_user}" do
     command "#{psql} -d #{database} -c 'GRANT pgq_writer TO \"#{sql_user}\"'"
     user os_user
-    only_if "#{is_primary} && #{chef_ha_role_exists(psql, 'pgq_writer')}"
-    not_if "#{psql} -d #{database} -c \"SELECT pg_has_role('#{sql_user}', 'pgq_writer', 'MEMBER')\" | grep -qx t"
+    only_if "#{is_primary} && #{pgq_writer_exists}", as_os_user
+    not_if "#{psql} -d #{database} -c \"SELECT pg_has_role('#{sql_user}', 'pgq_writer', 'MEMBER')\" | grep -qx t", as_os_user
   end
 end

@@ -1,16 +1,15 @@
 /**
- * Stand-in of what `chef-server-ctl reconfigure` computes before the recipes run: the node attributes
- * (attributes/default.rb defaults, chef-server 11.1.7, shared/reference/chef-server-11.md section 1c),
- * overridden by `/etc/chef-server/chef-server.rb` (Mixlib::Config assignment lines), and the generated
- * secrets of `ChefServer.generate_secrets` (`chef-server-secrets.json`, rewritten 0600 on every run).
- * Only the simple `service['key'] = value` form is understood (strings, integers, floats, booleans,
- * arrays of strings); anything else in chef-server.rb is ignored.
+ * Stand-in of `ChefServer.generate_secrets` (`chef-server-secrets.json`, generated once and rewritten 0600
+ * on every reconfigure; shared/reference/chef-server-11.md sections 1c and 4), and accessors for the node
+ * attributes. The attributes themselves (attributes/default.rb, the sandbox host file, chef-server.rb, the
+ * secrets) are computed by the chef-solo stand-in (./chef-solo/lib/standin/node.rb), which hands
+ * node['chef_server'] back to the TypeScript part of reconfigure as JSON.
  */
 import { randomBytes } from 'node:crypto';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import type { NodePaths } from '../paths.js';
 
-export type AttrValue = string | number | boolean | readonly string[];
+export type AttrValue = string | number | boolean | null | readonly unknown[] | Record<string, unknown>;
 export type ServiceAttrs = Record<string, AttrValue>;
 export type Attributes = Record<string, ServiceAttrs>;
 
@@ -19,107 +18,6 @@ export interface Secrets {
   chef_server_webui: { cookie_secret: string };
   postgresql: { sql_password: string; sql_ro_password: string };
   bookshelf: { access_key_id: string; secret_access_key: string };
-}
-
-/** Defaults of the attributes the stand-ins read, re-rooted under the node root. */
-export function defaultAttributes(p: NodePaths): Attributes {
-  return {
-    postgresql: {
-      enable: true,
-      ha: false,
-      dir: p.embeddedPgDir,
-      data_dir: p.embeddedDataDir,
-      log_directory: p.embeddedLogDir,
-      svlogd_size: 1000000,
-      svlogd_num: 10,
-      username: 'opscode-pgsql',
-      shell: '/bin/sh',
-      home: p.embeddedPgDir,
-      user_path: `${p.embeddedBin}:${p.omnibusDir}/bin:$PATH`,
-      sql_user: 'opscode_chef',
-      sql_password: 'snakepliskin',
-      sql_ro_user: 'opscode_chef_ro',
-      sql_ro_password: 'shmunzeltazzen',
-      vip: '127.0.0.1',
-      port: 5432,
-      // 11.1.x set_default_listen_interface: ChefServer["postgresql"]["listen_address"] ||= "0.0.0.0"
-      listen_address: '0.0.0.0',
-      max_connections: 200,
-      md5_auth_cidr_addresses: ['127.0.0.1/32', '::1/128'],
-      // stand-in: small fixed sizes instead of memory.total/4 and memory.total/2
-      shared_buffers: '32MB',
-      work_mem: '8MB',
-      effective_cache_size: '128MB',
-      checkpoint_segments: 10,
-      checkpoint_timeout: '5min',
-      checkpoint_completion_target: 0.9,
-      checkpoint_warning: '30s',
-    },
-    erchef: { enable: true, listen: '127.0.0.1', port: 8000 },
-    bootstrap: { enable: true },
-    rabbitmq: { enable: true },
-    'chef-solr': { enable: true },
-    'chef-expander': { enable: true },
-    bookshelf: { enable: true },
-    'chef-server-webui': {
-      enable: true,
-      web_ui_admin_user_name: 'admin',
-      web_ui_admin_default_password: 'p@ssw0rd1',
-    },
-    nginx: { enable: true },
-  };
-}
-
-const ASSIGNMENT = /^\s*([a-z_][a-z0-9_]*)\[['"]([A-Za-z0-9_]+)['"]\]\s*=\s*(.+?)\s*$/;
-
-/** Parses one Ruby literal of the simple kinds chef-server.rb uses; undefined when not understood. */
-export function parseRubyLiteral(text: string): AttrValue | undefined {
-  const t = text.replace(/\s+#.*$/, '').trim();
-  let m = /^"((?:[^"\\]|\\.)*)"$/.exec(t) ?? /^'((?:[^'\\]|\\.)*)'$/.exec(t);
-  if (m?.[1] !== undefined) {
-    return m[1].replace(/\\(["'\\])/g, '$1');
-  }
-  if (t === 'true' || t === 'false') {
-    return t === 'true';
-  }
-  if (/^-?\d+(_\d+)*$/.test(t)) {
-    return Number(t.replace(/_/g, ''));
-  }
-  if (/^-?\d+\.\d+$/.test(t)) {
-    return Number(t);
-  }
-  m = /^\[(.*)\]$/.exec(t);
-  if (m?.[1] !== undefined) {
-    const items = m[1]
-      .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s !== '');
-    const values = items.map((i) => parseRubyLiteral(i));
-    if (values.every((v): v is string => typeof v === 'string')) {
-      return values;
-    }
-  }
-  return undefined;
-}
-
-/** `service['key'] = value` assignments of a chef-server.rb text, in order (later lines win). */
-export function parseChefServerRb(text: string): { service: string; key: string; value: AttrValue }[] {
-  const out: { service: string; key: string; value: AttrValue }[] = [];
-  for (const line of text.split('\n')) {
-    if (/^\s*#/.test(line)) {
-      continue;
-    }
-    const m = ASSIGNMENT.exec(line);
-    if (m?.[1] === undefined || m[2] === undefined || m[3] === undefined) {
-      continue;
-    }
-    const value = parseRubyLiteral(m[3]);
-    if (value !== undefined) {
-      // Mixlib::Config service names use "_" where runit names use "-" (chef_solr -> chef-solr)
-      out.push({ service: m[1].replace(/_/g, '-'), key: m[2], value });
-    }
-  }
-  return out;
 }
 
 function hex(bytes: number): string {
@@ -149,33 +47,6 @@ export async function readOrGenerateSecrets(p: NodePaths): Promise<Secrets> {
   await writeFile(p.secretsFile, JSON.stringify(secrets, null, 2) + '\n', { mode: 0o600 });
   await chmod(p.secretsFile, 0o600);
   return secrets;
-}
-
-/**
- * The merged attributes: defaults < the sandbox host file < chef-server.rb < secrets (as
- * ChefServer.generate_config does). The host file is a stand-in detail: several "hosts" share one
- * machine here, so each needs its own erchef port and embedded-PostgreSQL port; on real hosts those are
- * the same defaults on both servers. Keeping them out of chef-server.rb matters because setup-slave
- * copies the master's chef-server.rb, as the guides do.
- */
-export async function readAttributes(p: NodePaths, secrets: Secrets): Promise<Attributes> {
-  const attrs = defaultAttributes(p);
-  for (const file of [p.hostRb, p.chefServerRb]) {
-    let rb = '';
-    try {
-      rb = await readFile(file, 'utf8');
-    } catch {
-      rb = '';
-    }
-    for (const { service, key, value } of parseChefServerRb(rb)) {
-      const svc = (attrs[service] ??= {});
-      svc[key] = value;
-    }
-  }
-  const pg = attrs['postgresql'] ?? {};
-  pg['sql_password'] = secrets.postgresql.sql_password;
-  pg['sql_ro_password'] = secrets.postgresql.sql_ro_password;
-  return attrs;
 }
 
 /** Reads a string attribute or throws naming it. */

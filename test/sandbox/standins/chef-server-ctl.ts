@@ -3,14 +3,16 @@
  * chef-server commands), shared/reference/chef-server-11.md sections 3b-3d: the real command names, output
  * lines and exit codes. Run by the bash wrapper `<root>/opt/chef-server/bin/chef-server-ctl` with
  * CHEF_STANDIN_ROOT=<node root>. Every invocation is appended to
- * `<root>/var/log/chef-server/ctl-calls.log` as one JSON line {argv, exitCode, startedAt, durationMs}.
+ * `<root>/var/log/chef-server/ctl-calls.log` as one JSON line {argv, exitCode, startedAt, durationMs},
+ * except the calls a recipe makes inside a reconfigure run; each reconfigure's output is also appended to
+ * `<root>/var/log/chef-server/reconfigure.log`.
  * Differences: `tail` prints the last lines and exits (no follow); cleanse, uninstall, test and upgrade
  * are known commands that the stand-in refuses; runit does not restart dead services.
  */
 import { appendFile, mkdir, readFile, readdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { nodePaths, type NodePaths } from '../paths.js';
-import { reconfigure, showConfig } from './reconfigure.js';
+import { NESTED_ENV, RECONFIGURE_HEADER, RECONFIGURE_LOG, reconfigure, showConfig } from './reconfigure.js';
 import { allServices, formatStatus, isEnabled, serviceStatus, svSignal, svStart, svStop } from './runit.js';
 
 interface Command {
@@ -150,7 +152,7 @@ async function filesUnder(dir: string): Promise<string[]> {
 
 async function tail(p: NodePaths, svc: string | undefined): Promise<number> {
   const files = (await filesUnder(svc === undefined ? p.logDir : join(p.logDir, svc))).filter(
-    (f) => !/(lock|@|sasl)/.test(f) && !f.endsWith('ctl-calls.log'),
+    (f) => !/(lock|@|sasl)/.test(f) && !f.endsWith('ctl-calls.log') && !f.endsWith(RECONFIGURE_LOG),
   );
   for (const f of files) {
     const lines = (await readFile(f, 'utf8').catch(() => '')).split('\n');
@@ -229,11 +231,22 @@ async function main(argv: readonly string[]): Promise<number> {
   switch (cmd) {
     case 'help':
       return help();
-    case 'reconfigure':
-      return reconfigure(p, out);
+    case 'reconfigure': {
+      // sandbox only: every run's output is also appended to var/log/chef-server/reconfigure.log
+      const lines: string[] = [];
+      const code = await reconfigure(p, (line) => {
+        lines.push(line);
+        out(line);
+      });
+      await mkdir(p.logDir, { recursive: true });
+      await appendFile(
+        join(p.logDir, RECONFIGURE_LOG),
+        `${RECONFIGURE_HEADER} ${new Date().toISOString()} exit ${code} (cwd ${process.cwd()})\n${lines.join('\n')}\n`,
+      );
+      return code;
+    }
     case 'show-config':
-      out(await showConfig(p));
-      return 0;
+      return showConfig(p, out);
     case 'service-list':
       return serviceList(p);
     case 'tail':
@@ -257,7 +270,9 @@ async function record(
   exitCode: number,
   startedAt: Date,
 ): Promise<void> {
-  if (root === undefined || root === '') {
+  // calls made by a recipe inside a reconfigure run (PgHelper, sv, the recipe's own executes) are not
+  // logged: the log lists what was run from outside
+  if (root === undefined || root === '' || process.env[NESTED_ENV] === '1') {
     return;
   }
   const log = nodePaths(root).ctlCallsLog;

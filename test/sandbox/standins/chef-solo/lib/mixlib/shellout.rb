@@ -60,15 +60,21 @@ module Mixlib
       @status && @status.exitstatus
     end
 
-    # The argv this machine runs (mapped), as mixlib-shellout's exec would see it.
-    def argv
-      words =
+    # The words of the command (mapped), as mixlib-shellout's exec would see them.
+    def words
+      w =
         if @command.is_a?(Array)
-          @command.map { |w| StandIn.text(w.to_s) }
+          @command.map { |x| StandIn.text(x.to_s) }
         else
           cmd = StandIn.text(@command.to_s)
           cmd =~ SHELL_META ? ['/bin/sh', '-c', cmd] : cmd.split(' ')
         end
+      StandIn.account_words(@user, w)
+    end
+
+    # The argv this machine runs: the words, through runuser when `user` is set.
+    def argv
+      words = self.words
       os_user = StandIn.os_user(@user)
       if os_user && os_user != 'root'
         pre = ['runuser', '-u', os_user]
@@ -101,6 +107,7 @@ module Mixlib
         @stderr = readers[1].value.to_s
         @status = wait.value
       end
+      StandIn.after_account_command(@user, words, @status)
       @live_stream << @stdout if @live_stream
       self
     end

@@ -367,6 +367,11 @@ class Chef
 
     attr_reader :node
 
+    # chef-solo stand-in helper for the fixture templates: a real-layout path as this machine has it.
+    def standin_path(path)
+      StandIn.path(path)
+    end
+
     def render(source, path)
       erb = ERB.new(source, trim_mode: '-')
       erb.filename = path

@@ -106,11 +106,11 @@ class Chef
         check = <<-SQL
 select has_database_privilege(:'u', :'db', '#{write ? 'TEMPORARY' : 'CONNECT'}')
   and not exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace
-    where n.nspname = :'s' and c.relkind in ('r', 'p')
-    and not has_table_privilege(:'u', c.oid, '#{write ? 'INSERT' : 'SELECT'}'))
-  and not exists (select 1 from pg_class c join pg_namespace n on n.oid = c.relnamespace
-    where n.nspname = :'s' and c.relkind = 'S'
-    and not has_sequence_privilege(:'u', c.oid, '#{write ? 'UPDATE' : 'SELECT'}'))
+    where n.nspname = :'s' and case c.relkind
+      when 'r' then not has_table_privilege(:'u', c.oid, '#{write ? 'INSERT' : 'SELECT'}')
+      when 'p' then not has_table_privilege(:'u', c.oid, '#{write ? 'INSERT' : 'SELECT'}')
+      when 'S' then not has_sequence_privilege(:'u', c.oid, '#{write ? 'UPDATE' : 'SELECT'}')
+      else false end)
   and exists (select 1 from pg_default_acl d join pg_namespace n on n.oid = d.defaclnamespace
     where n.nspname = :'s' and d.defaclobjtype = 'r'
     and array_to_string(d.defaclacl, ',') like '%' || :'u' || '=%');

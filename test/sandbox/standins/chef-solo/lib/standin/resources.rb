@@ -154,7 +154,7 @@ class Chef
             ::File.binwrite(tmp, want.to_s)
             ::File.rename(tmp, p)
           end
-        elsif !want.nil? && current != want
+        elsif !want.nil? && current.b != want.b
           converge_by("update content in file #{path} from #{short(current)} to #{short(want)}") do
             st = ::File.stat(p)
             tmp = "#{p}.chef-standin-#{$$}"

@@ -72,6 +72,31 @@ module StandIn
       ACCOUNTS.key?(user.to_s)
     end
 
+    # initdb names the new cluster's superuser after the OS account that runs it. Run by the account
+    # that plays opscode-pgsql, it gets `-U opscode-pgsql`, and afterwards the new cluster's
+    # pg_ident.conf gets the peer map chef_standin (postgres -> opscode-pgsql) that the stand-in's
+    # pg_hba.conf template names.
+    def initdb_index(words)
+      words.index { |w| File.basename(w) == 'initdb' }
+    end
+
+    def account_words(user, words)
+      return words unless mapped_account?(user) && initdb_index(words)
+      words + ['-U', user.to_s]
+    end
+
+    def after_account_command(user, words, status)
+      return unless status && status.success? && mapped_account?(user) && initdb_index(words)
+      d = words.index('-D')
+      data_dir = d ? words[d + 1] : words.find { |w| w.start_with?('--pgdata=') }.to_s.sub('--pgdata=', '')
+      return if data_dir.nil? || data_dir.empty?
+      File.open(File.join(data_dir, 'pg_ident.conf'), 'a') do |f|
+        f.puts('# chef-ha sandbox stand-in: OS user postgres plays opscode-pgsql (see pg_hba.conf)')
+        f.puts("chef_standin  #{os_user(user)}  #{user}")
+        f.puts("chef_standin  #{user}  #{user}")
+      end
+    end
+
     # uid/gid of an account named in a recipe (mapped), or nil when it does not exist.
     def uid_of(user)
       return user if user.is_a?(Integer)

@@ -61,6 +61,9 @@ export function renderManagedFiles(ctx: CommandContext, options: RenderOptions):
       user: config.replication.user,
       peerCidr: cidrOf(config.peer.address),
       method: featuresFor(config.postgres.version).passwordEncryption,
+      chefDatabase: config.chefServer.database,
+      chefUsers: `${config.chefServer.sqlUser},${config.chefServer.sqlRoUser}`,
+      chefCidr: cidrOf(config.postgres.host ?? '127.0.0.1'),
     }),
     recipeOverride: t.render('recipes-overrides/postgresql.rb', {
       chefHaVersion: VERSION,

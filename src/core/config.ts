@@ -77,6 +77,8 @@ const schema = z.strictObject({
       database: z.string().min(1).default('opscode_chef'),
       /** The role erchef connects as (postgresql['sql_user']). */
       sqlUser: z.string().min(1).default('opscode_chef'),
+      /** The read-only role (postgresql['sql_ro_user']). */
+      sqlRoUser: z.string().min(1).default('opscode_chef_ro'),
       tables: z
         .array(z.string().regex(/^[a-z_][a-z0-9_]*$/))
         .min(1)

@@ -67,6 +67,19 @@ describe('streaming replication, asynchronous', { timeout: 600_000 }, () => {
       ),
       '1',
     );
+    // erchef's roles are stored as md5 and admitted with md5: Chef 11's client predates SCRAM.
+    assert.equal(
+      await sql(
+        a,
+        `SELECT string_agg(left(rolpassword, 3), ',' ORDER BY rolname) FROM pg_authid WHERE rolname IN ('opscode_chef', 'opscode_chef_ro')`,
+        'postgres',
+      ),
+      'md5,md5',
+    );
+    assert.match(
+      await readFile(join(a.postgres.confDir, 'pg_hba.conf'), 'utf8'),
+      /^host\s+opscode_chef\s+opscode_chef,opscode_chef_ro\s+127\.0\.0\.1\/32\s+md5$/m,
+    );
     // The Chef data moved from the embedded cluster: the bootstrap rows answer through the Chef API.
     const validator = await getClient(a, 'chef-validator');
     assert.equal(validator.status, 200);

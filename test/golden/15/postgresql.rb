@@ -78,6 +78,11 @@ execute 'install_schema' do
   not_if schema_exists, as_os_user
 end
 
+# Chef 11's erchef logs in with md5 authentication (its PostgreSQL client predates SCRAM), so its roles'
+# passwords are stored as md5 even where the server's default is scram-sha-256 (PostgreSQL 14+); chef-ha's
+# pg_hba block admits these roles with md5. Before PostgreSQL 10 md5 is the only way they are stored.
+md5_first = pg_attrs['chef_ha_version'].to_s.to_f >= 10 ? "SET password_encryption = 'md5';" : ''
+
 # Passwords go through a script file (mode 0600), never through a command line.
 { sql_user => pg_attrs['sql_password'], sql_ro => pg_attrs['sql_ro_password'] }.each do |role, password|
   role_exists = chef_ha_role_exists(psql, role)
@@ -85,6 +90,7 @@ end
     user os_user
     code <<-EOH
 #{psql} -d postgres -v ON_ERROR_STOP=1 <<'SQL'
+#{md5_first}
 CREATE ROLE "#{role}" LOGIN NOSUPERUSER PASSWORD '#{password.to_s.gsub("'", "''")}';
 SQL
     EOH

@@ -18,7 +18,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { readFile, writeFile } from 'node:fs/promises';
-import pg from 'pg';
+import pg, { type QueryResult, type QueryResultRow } from 'pg';
 import { nodePaths } from '../paths.js';
 import { BOOTSTRAP_REQUESTOR, generateRsaKeyPair, makeOscId, OSC_ORG_ID } from './reconfigure.js';
 
@@ -130,6 +130,25 @@ async function main(): Promise<void> {
       log(`client error: ${error.message}`);
     });
   });
+  // Like pool.query, but an error the server answered (a SQLSTATE such as 25006 read-only) keeps the
+  // connection, as erchef's sqerl pool does; pool.query would destroy it on any error.
+  async function query<R extends QueryResultRow>(text: string, values?: unknown[]): Promise<QueryResult<R>> {
+    const client = await pool.connect();
+    try {
+      const result = await client.query<R>(text, values);
+      client.release();
+      return result;
+    } catch (error) {
+      const code = (error as { code?: unknown }).code;
+      const serverAnswered =
+        typeof code === 'string' &&
+        /^[0-9A-Z]{5}$/.test(code) &&
+        !code.startsWith('57') &&
+        !code.startsWith('08');
+      client.release(serverAnswered ? undefined : (error as Error));
+      throw error;
+    }
+  }
   // Keep POOL_MIN connections open, reopening them after the database comes back, as sqerl does.
   const POOL_MIN = 2;
   const keepWarm = async (): Promise<void> => {
@@ -175,7 +194,7 @@ async function main(): Promise<void> {
         error: null as string | null,
       };
       try {
-        const r = await pool.query<{ ro: string; rec: boolean }>(
+        const r = await query<{ ro: string; rec: boolean }>(
           "select current_setting('transaction_read_only') as ro, pg_is_in_recovery() as rec",
         );
         const row = r.rows[0];
@@ -191,7 +210,7 @@ async function main(): Promise<void> {
     if (kind === '_reindex' && parts.length === 1 && method === 'POST') {
       const counts: Record<string, number> = {};
       for (const table of ['nodes', 'roles', 'environments', 'clients', 'data_bag_items']) {
-        const r = await pool.query<{ id: string; name: string }>(
+        const r = await query<{ id: string; name: string }>(
           `select id, ${table === 'data_bag_items' ? 'item_name' : 'name'} as name from ${table} where org_id = $1`,
           [OSC_ORG_ID],
         );
@@ -220,7 +239,7 @@ async function main(): Promise<void> {
         send(res, 400, { error: ["Field 'name' invalid"] });
         return;
       }
-      const exists = await pool.query('select 1 from clients where org_id = $1 and name = $2', [
+      const exists = await query('select 1 from clients where org_id = $1 and name = $2', [
         OSC_ORG_ID,
         cname,
       ]);
@@ -232,7 +251,7 @@ async function main(): Promise<void> {
       const id = makeOscId();
       const now = sqlNow();
       try {
-        await pool.query(
+        await query(
           'INSERT INTO clients ( id, authz_id, org_id, name, validator, admin, public_key, pubkey_version, last_updated_by, created_at, updated_at ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)',
           [
             id,
@@ -259,7 +278,7 @@ async function main(): Promise<void> {
       return;
     }
     if (kind === 'clients' && name !== undefined && extra === undefined && method === 'GET') {
-      const r = await pool.query<{ name: string; validator: boolean; admin: boolean; public_key: string }>(
+      const r = await query<{ name: string; validator: boolean; admin: boolean; public_key: string }>(
         'select name, validator, admin, public_key from clients where org_id = $1 and name = $2',
         [OSC_ORG_ID, name],
       );
@@ -303,7 +322,7 @@ async function main(): Promise<void> {
       const bytes = Buffer.from(JSON.stringify(doc), 'utf8');
       if (method === 'POST') {
         try {
-          await pool.query(
+          await query(
             'INSERT INTO nodes (id, authz_id, org_id, name, environment, last_updated_by, created_at, updated_at, serialized_object) VALUES ($1, $1, $2, $3, $4, $5, $6, $6, $7)',
             [id, OSC_ORG_ID, nname, env, BOOTSTRAP_REQUESTOR, now, bytes],
           );
@@ -317,7 +336,7 @@ async function main(): Promise<void> {
         send(res, 201, { uri: `${base}/nodes/${encodeURIComponent(nname)}` });
         return;
       }
-      const r = await pool.query<{ inserted: boolean }>(
+      const r = await query<{ inserted: boolean }>(
         `INSERT INTO nodes (id, authz_id, org_id, name, environment, last_updated_by, created_at, updated_at, serialized_object)
          VALUES ($1, $1, $2, $3, $4, $5, $6, $6, $7)
          ON CONFLICT ON CONSTRAINT nodes_org_id_name_key DO UPDATE
@@ -330,7 +349,7 @@ async function main(): Promise<void> {
       return;
     }
     if (kind === 'nodes' && name !== undefined && extra === undefined && method === 'GET') {
-      const r = await pool.query<{ serialized_object: Buffer | null }>(
+      const r = await query<{ serialized_object: Buffer | null }>(
         'select serialized_object from nodes where org_id = $1 and name = $2',
         [OSC_ORG_ID, name],
       );
@@ -343,7 +362,7 @@ async function main(): Promise<void> {
       return;
     }
     if (kind === 'users' && name !== undefined && extra === undefined && method === 'GET') {
-      const r = await pool.query<{
+      const r = await query<{
         username: string;
         admin: boolean;
         public_key: string | null;

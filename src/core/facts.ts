@@ -4,6 +4,7 @@
  */
 import * as path from 'node:path';
 import type { Config } from './config.js';
+import type { LocalPgTarget } from '../ports/index.js';
 import type { CommandContext } from './context.js';
 import { embeddedTarget, localTarget, peerTarget, statePaths } from './context.js';
 import { describeError } from './errors.js';
@@ -269,19 +270,7 @@ async function gatherLocalPg(ctx: CommandContext): Promise<LocalPgFacts> {
   const slots = extras['slots'] as { slot_name: string; active: boolean }[];
   const db = extras['db'] as { size_bytes: number | string }[];
   const chefSessions = (extras['chef_sessions'] as { n: number }[] | undefined)?.[0]?.n ?? 0;
-  let chefData: Record<string, number> = {};
-  if (db.length > 0) {
-    const rows = await safe(
-      () =>
-        pg.queryLocal<{ name: string; rows: number | string }>(
-          target,
-          config.chefServer.database,
-          CHEF_DATA_QUERY,
-        ),
-      [],
-    );
-    chefData = Object.fromEntries(rows.map((r) => [r.name, Number(r.rows)]));
-  }
+  const chefData = db.length > 0 ? await readChefData(ctx, target) : {};
   const dbRow = db[0];
   return {
     running: true,
@@ -313,24 +302,25 @@ async function gatherEmbedded(ctx: CommandContext): Promise<LocalFacts['embedded
     if (db.length === 0) {
       return { running: true, hasChefDatabase: false, chefData: {} };
     }
-    const rows = await safe(
-      () =>
-        pg.queryLocal<{ name: string; rows: number | string }>(
-          target,
-          config.chefServer.database,
-          CHEF_DATA_QUERY,
-          5_000,
-        ),
-      [],
-    );
-    return {
-      running: true,
-      hasChefDatabase: true,
-      chefData: Object.fromEntries(rows.map((r) => [r.name, Number(r.rows)])),
-    };
+    return { running: true, hasChefDatabase: true, chefData: await readChefData(ctx, target) };
   } catch {
     return { running: false, hasChefDatabase: false, chefData: {} };
   }
+}
+
+/** Chef objects beyond the bootstrap rows, per table, in a cluster's Chef database ({} when unreadable). */
+async function readChefData(ctx: CommandContext, target: LocalPgTarget): Promise<Record<string, number>> {
+  const rows = await safe(
+    () =>
+      ctx.ports.pg.queryLocal<{ name: string; rows: number | string }>(
+        target,
+        ctx.config.chefServer.database,
+        CHEF_DATA_QUERY,
+        5_000,
+      ),
+    [],
+  );
+  return Object.fromEntries(rows.map((r) => [r.name, Number(r.rows)]));
 }
 
 /** The fence record of this node, if it was fenced (an unreadable one still counts as fenced). */

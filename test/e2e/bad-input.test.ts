@@ -309,6 +309,12 @@ describe('bad input and unsafe requests', { timeout: 900_000 }, () => {
     assert.match(r.stderr, /remove-partial-basebackup\s+done/);
     assert.equal(await inRecovery(b), true);
     assert.equal(existsSync(marker), false);
+    const stateEntries = await readdir(join(b.root, 'var/opt/chef-ha'));
+    assert.deepEqual(
+      stateEntries.filter((n) => n.startsWith('incoming-')),
+      [],
+      'the killed run left its extracted bundle (keys, secret) in the state dir; the re-run removed it',
+    );
     const backups = await readdir(join(b.root, 'var/opt/chef-ha/backups'));
     assert.ok(backups.length >= 1);
     const first = join(b.root, 'var/opt/chef-ha/backups', backups.sort()[0]!);

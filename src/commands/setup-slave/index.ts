@@ -138,8 +138,21 @@ export async function setupSlave(ctx: CommandContext, options: SetupSlaveCliOpti
 async function run(ctx: CommandContext, options: SetupSlaveCliOptions): Promise<void> {
   const { files } = ctx.ports;
   const config = ctx.config;
-  // Outside the state directory, so that a dry run creates nothing there; 0700, removed at the end.
-  const workDir = path.join(tmpdir(), `chef-ha-incoming-${randomBytes(6).toString('hex')}`);
+  // The extracted bundle holds private keys and the replication secret: it lives in the 0700 state
+  // directory, and what an interrupted (killed) run left there is removed first. A dry run creates
+  // nothing in the state directory, so it extracts under the temp dir instead (0700, removed at the end).
+  let workDir: string;
+  if (ctx.options.dryRun) {
+    workDir = path.join(tmpdir(), `chef-ha-incoming-${randomBytes(6).toString('hex')}`);
+  } else {
+    await files.mkdirp(config.stateDir, 0o700);
+    for (const name of await files.listDir(config.stateDir)) {
+      if (name.startsWith('incoming-')) {
+        await files.removeTree(path.join(config.stateDir, name));
+      }
+    }
+    workDir = path.join(config.stateDir, `incoming-${randomBytes(6).toString('hex')}`);
+  }
   try {
     let bundleFile = options.bundle;
     if (bundleFile === undefined) {

@@ -58,6 +58,8 @@ export interface CliRun {
   readonly lines: readonly TimedLine[];
   /** From just before spawn() to the process's exit. */
   readonly totalMs: number;
+  /** now() at the process's exit. */
+  readonly endedAt: number;
 }
 
 export interface StartedCli {
@@ -101,10 +103,19 @@ export function startCli(node: SandboxNode, args: readonly string[]): StartedCli
       if (partial) {
         lines.push({ atMs: now() - t0, line: partial.replace(ANSI, '') });
       }
-      resolvePromise({ code: code ?? -1, stdout, stderr, lines, totalMs: (exitAt ?? now()) - t0 });
+      const endedAt = exitAt ?? now();
+      resolvePromise({ code: code ?? -1, stdout, stderr, lines, totalMs: endedAt - t0, endedAt });
     });
     child.on('error', (error) => {
-      resolvePromise({ code: -1, stdout, stderr: `${stderr}\n${String(error)}`, lines, totalMs: now() - t0 });
+      const endedAt = now();
+      resolvePromise({
+        code: -1,
+        stdout,
+        stderr: `${stderr}\n${String(error)}`,
+        lines,
+        totalMs: endedAt - t0,
+        endedAt,
+      });
     });
   });
   return { child, t0, done, exited: () => exitAt !== undefined };

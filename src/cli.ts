@@ -237,9 +237,18 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
       '--force',
       'replace the data of a node that holds Chef data or is the current primary (backed up first)',
     )
+    .option(
+      '--wait-reindex',
+      'wait for chef-server-ctl reindex to end (by default it runs in the background once the standby streams)',
+    )
     .action(
       run(async (ctx, cmd) => {
-        const o = cmd.opts<{ bundle?: string; fromMaster?: string | boolean; force?: boolean }>();
+        const o = cmd.opts<{
+          bundle?: string;
+          fromMaster?: string | boolean;
+          force?: boolean;
+          waitReindex?: boolean;
+        }>();
         if (o.bundle === undefined && o.fromMaster === undefined) {
           throw new UsageError(
             'setup-slave needs --bundle FILE or --from-master [user@]host',
@@ -250,6 +259,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
           await import('./commands/setup-slave/index.js')
         ).setupSlave(ctx, {
           force: o.force === true,
+          waitReindex: o.waitReindex === true,
           ...(o.bundle === undefined ? {} : { bundle: o.bundle }),
           ...(o.fromMaster === undefined || o.fromMaster === false ? {} : { fromMaster: o.fromMaster }),
         });

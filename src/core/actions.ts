@@ -285,7 +285,8 @@ async function copyDatabase(ctx: CommandContext, args: Args): Promise<string> {
 }
 
 async function stripAutoConf(ctx: CommandContext, args: Args): Promise<string> {
-  const file = path.join(ctx.config.postgres.dataDir, 'postgresql.auto.conf');
+  const dataDir = typeof args['dataDir'] === 'string' ? args['dataDir'] : ctx.config.postgres.dataDir;
+  const file = path.join(dataDir, 'postgresql.auto.conf');
   const keys = args['keys'] as readonly string[];
   const text = await ctx.ports.files.readTextIfExists(file);
   if (text === undefined) {
@@ -365,6 +366,18 @@ async function fencePeerSsh(ctx: CommandContext, args: Args): Promise<string> {
   return 'fenced over ssh';
 }
 
+/** Renames a finished copy (a base backup made beside the data directory) to where it belongs. */
+async function moveIntoPlace(ctx: CommandContext, args: Args): Promise<string> {
+  const from = str(args, 'from');
+  const to = str(args, 'to');
+  const { files } = ctx.ports;
+  if (await files.exists(to)) {
+    throw new Error(`${to} exists: move it away first (the previous step backs it up)`);
+  }
+  await files.rename(from, to);
+  return `${from} is now ${to}`;
+}
+
 async function writeLocalFenceFile(ctx: CommandContext): Promise<string> {
   const fence = renderFenceFile(ctx.config.postgres.version);
   const owner = ctx.ports.proc.isRoot
@@ -409,6 +422,8 @@ export async function runAction(
       throw new Error('dump-tables is part of londiste mode, which is not implemented yet');
     case 'strip-auto-conf':
       return stripAutoConf(ctx, args);
+    case 'move-into-place':
+      return moveIntoPlace(ctx, args);
     case 'record-state':
       return recordState(ctx, args);
     case 'fence-peer-sql':

@@ -69,6 +69,8 @@ export function statePaths(config: Config): {
   basebackupMarker: string;
   failoverMarker: string;
   history: string;
+  reindexJob: string;
+  logs: string;
 } {
   const s = config.stateDir;
   return {
@@ -81,7 +83,17 @@ export function statePaths(config: Config): {
     basebackupMarker: path.join(s, 'basebackup-in-progress'),
     failoverMarker: path.join(s, 'failover-in-progress'),
     history: path.join(s, 'history.jsonl'),
+    reindexJob: path.join(s, 'reindex.json'),
+    logs: path.join(s, 'logs'),
   };
+}
+
+/**
+ * Where setup-slave's base backup is made while the old cluster still runs: beside the data directory,
+ * on the same filesystem, so that putting it in place is a rename.
+ */
+export function stagingDataDir(config: Config): string {
+  return `${config.postgres.dataDir}.chef-ha-incoming`;
 }
 
 /** Secrets live in files of mode 0600 under the state directory and are redacted from all output. */

@@ -6,7 +6,7 @@ import type { CommandContext } from './context.js';
 import { localTarget, peerTarget } from './context.js';
 import { ChefHaError, InterruptedError, StepFailedError, describeError } from './errors.js';
 import type { Plan, Probe, Step } from './plan.js';
-import { SECRET_TOKEN, describeProbe, describeStep } from './plan.js';
+import { SECRET_TOKEN, concurrentGroup, describeProbe, describeStep } from './plan.js';
 import { runAction } from './actions.js';
 import { CommandError, SqlError } from '../ports/index.js';
 import { featuresFor } from '../pg/version.js';
@@ -90,6 +90,21 @@ async function performStep(ctx: CommandContext, step: Step): Promise<string | un
   const { shell, pg, files, clock } = ctx.ports;
   switch (step.kind) {
     case 'run': {
+      if (step.background) {
+        await files.mkdirp(path.dirname(step.background.log), 0o700);
+        await files.removeTree(`${step.background.log}.exit`);
+        const pid = await shell.spawnDetached(step.argv, {
+          user: step.user,
+          env: step.env,
+          logFile: step.background.log,
+        });
+        await files.writeAtomic(
+          step.background.job,
+          `${JSON.stringify({ pid, argv: step.argv, log: step.background.log, startedAt: new Date(clock.now()).toISOString() }, null, 2)}\n`,
+          0o600,
+        );
+        return `running in the background (pid ${pid}); log: ${step.background.log}`;
+      }
       const result = await shell.run(step.argv, {
         user: step.user,
         env: step.env,
@@ -212,42 +227,58 @@ export async function executePlan(
   const completed: string[] = [];
   const skipped: string[] = [];
   const total = plan.steps.length;
-  for (const [i, step] of plan.steps.entries()) {
-    if (ctx.signal.aborted) {
-      throw new InterruptedError(completed);
-    }
-    if (step.done) {
-      reporter.stepSkipped(i + 1, total, step, step.done);
-      skipped.push(step.id);
-      continue;
-    }
+  const failure = (step: Step, error: unknown): StepFailedError => {
+    const detail =
+      error instanceof SqlError || error instanceof CommandError
+        ? error.message
+        : error instanceof ChefHaError
+          ? error.message
+          : describeError(error);
+    return new StepFailedError(
+      step.id,
+      `${step.title}\n${detail}`,
+      completed,
+      recoveryHint(plan, completed),
+      {
+        cause: error,
+      },
+    );
+  };
+  const runOne = async (i: number, step: Step): Promise<void> => {
     reporter.stepStart(i + 1, total, step);
     reporter.log(`    ${describeStep(step)}`);
     const started = clock.now();
-    try {
-      const note = await performStep(ctx, step);
-      reporter.stepDone(i + 1, total, step, clock.now() - started, note);
-      completed.push(step.id);
-    } catch (error) {
-      if (ctx.signal.aborted) {
-        throw new InterruptedError(completed);
-      }
-      const detail =
-        error instanceof SqlError || error instanceof CommandError
-          ? error.message
-          : error instanceof ChefHaError
-            ? error.message
-            : describeError(error);
-      throw new StepFailedError(
-        step.id,
-        `${step.title}\n${detail}`,
-        completed,
-        recoveryHint(plan, completed),
-        {
-          cause: error,
-        },
-      );
+    const note = await performStep(ctx, step);
+    reporter.stepDone(i + 1, total, step, clock.now() - started, note);
+    completed.push(step.id);
+  };
+  for (let i = 0; i < total;) {
+    if (ctx.signal.aborted) {
+      throw new InterruptedError(completed);
     }
+    const group = concurrentGroup(plan, i);
+    const todo: [number, Step][] = [];
+    for (const [k, step] of group.entries()) {
+      if (step.done) {
+        reporter.stepSkipped(i + k + 1, total, step, step.done);
+        skipped.push(step.id);
+      } else {
+        todo.push([i + k, step]);
+      }
+    }
+    // Steps of one group all run to their end, even when one fails: a half-run reconfigure is worse
+    // than a finished one. The first failure (in plan order) is reported.
+    const results = await Promise.allSettled(todo.map(([k, step]) => runOne(k, step)));
+    const failed = results.findIndex((r) => r.status === 'rejected');
+    if (ctx.signal.aborted) {
+      throw new InterruptedError(completed);
+    }
+    const failedStep = todo[failed];
+    const failedResult = results[failed];
+    if (failedStep && failedResult?.status === 'rejected') {
+      throw failure(failedStep[1], failedResult.reason);
+    }
+    i += group.length;
   }
   return { completed, skipped };
 }

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import type { Config } from './config.js';
 import type { LocalPgTarget } from '../ports/index.js';
 import type { CommandContext } from './context.js';
-import { embeddedTarget, localTarget, peerTarget, statePaths } from './context.js';
+import { embeddedTarget, localTarget, peerTarget, stagingDataDir, statePaths } from './context.js';
 import { describeError } from './errors.js';
 import { featuresFor, majorFromVersionNum, type PgFeatures } from '../pg/version.js';
 import {
@@ -109,7 +109,15 @@ export interface LocalFacts {
   readonly etcDirExists: boolean;
   readonly freeBytes: number;
   readonly secretPresent: boolean;
-  readonly basebackupInProgress: boolean;
+  /**
+   * An interrupted setup-slave's base backup: `copy` while the copy was made beside the untouched data
+   * directory, `swap` once the copy was complete and the data directories were being exchanged.
+   */
+  readonly basebackupPhase?: 'copy' | 'swap';
+  /** The staging directory of a base backup exists (stagingDataDir). */
+  readonly stagingExists: boolean;
+  /** The last reindex setup-slave started in the background, if any. */
+  readonly reindexJob?: ReindexJob;
   /** A failover to this node started and has not finished. */
   readonly failoverInProgress: boolean;
   readonly fenced?: { readonly at: string; readonly reason: string };
@@ -336,6 +344,55 @@ async function readFenceRecord(ctx: CommandContext): Promise<{ at: string; reaso
   }
 }
 
+export interface ReindexJob {
+  readonly startedAt: string;
+  readonly log: string;
+  /** running; ok or failed with its exit code; vanished: it ended without recording a status (killed). */
+  readonly state: 'running' | 'ok' | 'failed' | 'vanished';
+  readonly exitCode?: number;
+}
+
+async function readReindexJob(ctx: CommandContext): Promise<ReindexJob | undefined> {
+  const text = await safe(
+    () => ctx.ports.files.readTextIfExists(statePaths(ctx.config).reindexJob),
+    undefined,
+  );
+  if (text === undefined) {
+    return undefined;
+  }
+  let job: { pid?: unknown; log?: unknown; startedAt?: unknown };
+  try {
+    job = JSON.parse(text) as typeof job;
+  } catch {
+    return undefined;
+  }
+  const log = typeof job.log === 'string' ? job.log : '';
+  const startedAt = typeof job.startedAt === 'string' ? job.startedAt : 'unknown';
+  const exitText = await safe(() => ctx.ports.files.readTextIfExists(`${log}.exit`), undefined);
+  if (exitText !== undefined && /^\d+$/.test(exitText.trim())) {
+    const exitCode = Number(exitText.trim());
+    return { startedAt, log, state: exitCode === 0 ? 'ok' : 'failed', exitCode };
+  }
+  const alive = typeof job.pid === 'number' && ctx.ports.proc.isAlive(job.pid);
+  return { startedAt, log, state: alive ? 'running' : 'vanished' };
+}
+
+/** The phase an interrupted base backup recorded (a marker without a readable phase counts as `copy`). */
+async function readBasebackupPhase(ctx: CommandContext): Promise<'copy' | 'swap' | undefined> {
+  const text = await safe(
+    () => ctx.ports.files.readTextIfExists(statePaths(ctx.config).basebackupMarker),
+    undefined,
+  );
+  if (text === undefined) {
+    return undefined;
+  }
+  try {
+    return (JSON.parse(text) as { phase?: unknown }).phase === 'swap' ? 'swap' : 'copy';
+  } catch {
+    return 'copy';
+  }
+}
+
 /** Facts of this node. Never changes anything. */
 export async function gatherLocalFacts(ctx: CommandContext): Promise<LocalFacts> {
   const { files } = ctx.ports;
@@ -365,6 +422,8 @@ export async function gatherLocalFacts(ctx: CommandContext): Promise<LocalFacts>
     binaries[bin] = await files.canExecute(path.join(config.postgres.bindir, bin));
   }
   const fenced = await readFenceRecord(ctx);
+  const basebackupPhase = await readBasebackupPhase(ctx);
+  const reindexJob = await readReindexJob(ctx);
   const [pgFacts, embedded] = await Promise.all([gatherLocalPg(ctx), gatherEmbedded(ctx)]);
   const chefHaConf = await safe(() => files.readTextIfExists(chefHaConfPath(config)), undefined);
   const pgHba = await safe(() => files.readTextIfExists(pgHbaPath(config)), undefined);
@@ -393,7 +452,9 @@ export async function gatherLocalFacts(ctx: CommandContext): Promise<LocalFacts>
     etcDirExists: await files.exists(config.chefServer.etcDir),
     freeBytes: await safe(() => files.freeBytes(dataDir), Number.MAX_SAFE_INTEGER),
     secretPresent: (await ctx.secrets.read('replication')) !== undefined,
-    basebackupInProgress: await safe(() => files.exists(paths.basebackupMarker), false),
+    ...(basebackupPhase ? { basebackupPhase } : {}),
+    stagingExists: await safe(() => files.exists(stagingDataDir(config)), false),
+    ...(reindexJob ? { reindexJob } : {}),
     failoverInProgress: await safe(() => files.exists(paths.failoverMarker), false),
     ...(fenced ? { fenced } : {}),
     osUserKnown: (await files.lookupUser(config.postgres.osUser)) !== undefined,

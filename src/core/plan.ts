@@ -34,6 +34,11 @@ interface StepBase {
   readonly done?: string | undefined;
   /** The step cannot be undone by re-running; a failure after it needs the manual recovery text. */
   readonly irreversible?: boolean | undefined;
+  /**
+   * Consecutive steps with the same group name run at the same time (their effects must not depend on
+   * each other); the next step starts when all of them have ended.
+   */
+  readonly concurrent?: string | undefined;
 }
 
 export type Step =
@@ -47,6 +52,11 @@ export type Step =
       readonly progress?: boolean | undefined;
       /** Give the command the terminal (chef-server-ctl output shown as it comes). */
       readonly showOutput?: boolean | undefined;
+      /**
+       * Start the command and go on without waiting: its output goes to `log`, its exit status to
+       * `<log>.exit`, and `job` (a JSON record: pid, log, start time) names it for `status`.
+       */
+      readonly background?: { readonly log: string; readonly job: string } | undefined;
     })
   | (StepBase & {
       readonly kind: 'sql';
@@ -94,6 +104,7 @@ export type ActionName =
   | 'copy-database'
   | 'dump-tables'
   | 'strip-auto-conf'
+  | 'move-into-place'
   | 'record-state'
   | 'fence-peer-sql'
   | 'fence-peer-ssh'
@@ -107,6 +118,19 @@ export interface Plan {
   readonly backupDir?: string | undefined;
 }
 
+/** The steps run at the same time as `step` (itself included), in plan order. */
+export function concurrentGroup(plan: Plan, index: number): readonly Step[] {
+  const group = plan.steps[index]?.concurrent;
+  if (group === undefined) {
+    return plan.steps.slice(index, index + 1);
+  }
+  let end = index;
+  while (plan.steps[end + 1]?.concurrent === group) {
+    end++;
+  }
+  return plan.steps.slice(index, end + 1);
+}
+
 /** The ids of the steps, in order (what tests compare). */
 export function stepIds(plan: Plan): string[] {
   return plan.steps.map((s) => s.id);
@@ -116,7 +140,7 @@ export function stepIds(plan: Plan): string[] {
 export function describeStep(step: Step): string {
   switch (step.kind) {
     case 'run':
-      return `run ${step.user ? `(as ${step.user}) ` : ''}${step.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a}'`)).join(' ')}`;
+      return `run ${step.user ? `(as ${step.user}) ` : ''}${step.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a}'`)).join(' ')}${step.background ? ` in the background (log ${step.background.log})` : ''}`;
     case 'sql':
       return `sql on ${step.on} ${step.database}: ${step.text.replace(/\s+/g, ' ').trim().slice(0, 200)}`;
     case 'write':

@@ -294,19 +294,31 @@ describe('bad input and unsafe requests', { timeout: 900_000 }, () => {
     const child = spawnCli(b, ['setup-slave', '--force', '--bundle', bundle]);
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    const staging = `${b.postgres.dataDir}.chef-ha-incoming`;
     await waitFor(
-      'the base backup to start',
-      () => Promise.resolve(existsSync(marker) && /pg-basebackup/.test(stderr)),
+      'the base backup to write its first files',
+      async () =>
+        existsSync(marker) &&
+        /pg-basebackup/.test(stderr) &&
+        (await readdir(staging).catch(() => [] as string[])).length > 0,
       120_000,
-      10,
+      5,
     );
-    await new Promise((r) => setTimeout(r, 150));
     process.kill(-(child.pid ?? 0), 'SIGKILL');
     await new Promise((r) => child.on('close', r));
     assert.ok(existsSync(marker), 'killed while the base backup ran');
+    assert.ok(existsSync(staging), 'the killed copy is left beside the data directory');
+    assert.ok(
+      existsSync(join(b.postgres.dataDir, 'PG_VERSION')),
+      'the data directory itself was not touched',
+    );
     const r = await runCli(b, ['setup-slave', '--force', '--bundle', bundle]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /remove-partial-basebackup\s+done/);
+    assert.match(
+      r.stderr,
+      /remove-stale-copy\s+done/,
+      'the unfinished copy beside the data directory was removed',
+    );
     assert.equal(await inRecovery(b), true);
     assert.equal(existsSync(marker), false);
     const stateEntries = await readdir(join(b.root, 'var/opt/chef-ha'));
@@ -317,9 +329,12 @@ describe('bad input and unsafe requests', { timeout: 900_000 }, () => {
     );
     const backups = await readdir(join(b.root, 'var/opt/chef-ha/backups'));
     assert.ok(backups.length >= 1);
-    const first = join(b.root, 'var/opt/chef-ha/backups', backups.sort()[0]!);
-    assert.ok(existsSync(join(first, 'etc-chef-server')), 'etc backed up before it was replaced');
-    assert.ok(existsSync(join(first, 'postgresql-data', 'PG_VERSION')), 'old data directory kept');
+    const folders = backups.sort().map((n) => join(b.root, 'var/opt/chef-ha/backups', n));
+    assert.ok(existsSync(join(folders[0]!, 'etc-chef-server')), 'etc backed up before it was replaced');
+    assert.ok(
+      folders.some((f) => existsSync(join(f, 'postgresql-data', 'PG_VERSION'))),
+      'old data directory kept',
+    );
   });
 
   test('setup-slave refuses to run on the pair’s current primary', async () => {

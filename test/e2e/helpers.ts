@@ -191,6 +191,23 @@ export async function waitFor<T>(
   }
 }
 
+/**
+ * Waits for the reindex setup-slave started in the background to end; returns its exit status and log.
+ */
+export async function waitForBackgroundReindex(
+  node: SandboxNode,
+  timeoutMs = 120_000,
+): Promise<{ exitCode: number; log: string }> {
+  const logFile = join(node.root, 'var/opt/chef-ha/logs/reindex.log');
+  const exitText = await waitFor(
+    'the background reindex to end',
+    async () => (await readFile(`${logFile}.exit`, 'utf8').catch(() => '')).trim() || undefined,
+    timeoutMs,
+    100,
+  );
+  return { exitCode: Number(exitText), log: await readFile(logFile, 'utf8') };
+}
+
 /** The postmaster pid of a data directory, or undefined. */
 export async function postmasterPid(dataDir: string): Promise<number | undefined> {
   try {

@@ -23,6 +23,7 @@ import {
   sql,
   trySql,
   waitFor,
+  waitForBackgroundReindex,
   type SandboxInfo,
   type SandboxNode,
 } from './helpers.js';
@@ -111,6 +112,10 @@ describe('streaming replication, asynchronous', { timeout: 600_000 }, () => {
       'postgres',
     );
     assert.equal(state, 'streaming');
+    assert.match(r.stderr, /reindex\s.*running in the background/);
+    const reindex = await waitForBackgroundReindex(b);
+    assert.equal(reindex.exitCode, 0, reindex.log);
+    assert.match(reindex.log, /Sending all data to be indexed again/);
     const ctlLog = await readFile(join(b.root, 'var/log/chef-server/ctl-calls.log'), 'utf8');
     assert.match(ctlLog, /reindex/);
   });

@@ -188,7 +188,7 @@ export function localFacts(overrides: LocalOverrides = {}): LocalFacts {
     etcDirExists: true,
     freeBytes: 100 * 1024 ** 3,
     secretPresent: false,
-    basebackupInProgress: false,
+    stagingExists: false,
     failoverInProgress: false,
     osUserKnown: true,
     ...rest,

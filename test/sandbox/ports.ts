@@ -32,12 +32,26 @@ function lockDir(base: number): string {
   return join(LOCK_ROOT, String(base));
 }
 
+const LOW = 10000;
+
+/**
+ * The first port the kernel hands out to outgoing connections. Sandbox ports stay below it: a port in
+ * that range that was free when reserved can be taken by any client's connection before a service
+ * binds it again (erchef restarted by reconfigure failed with EADDRINUSE that way).
+ */
+async function ephemeralLow(): Promise<number> {
+  const text = await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').catch(() => '');
+  const low = Number(text.trim().split(/\s+/)[0]);
+  return Number.isInteger(low) && low > LOW + 1000 ? low : 32768;
+}
+
 /** Reserves a free block for `nodes` nodes; returns the base port. */
 export async function reservePorts(owner: string, nodes: number): Promise<number> {
   await mkdir(LOCK_ROOT, { recursive: true, mode: 0o1777 });
   const span = nodes * PORTS_PER_NODE;
+  const high = await ephemeralLow();
   for (let attempt = 0; attempt < 200; attempt++) {
-    const base = 20000 + Math.floor(Math.random() * Math.floor((60000 - 20000 - span) / 10)) * 10;
+    const base = LOW + Math.floor(Math.random() * Math.floor((high - LOW - span) / 10)) * 10;
     const lock = lockDir(base);
     try {
       await mkdir(lock);

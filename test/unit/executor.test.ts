@@ -19,7 +19,7 @@ import {
 
 // executePlan and checkProbe (src/core/execute.ts)
 
-const run = (id: string, ...argv: [string, ...string[]]): Step => ({
+const run = (id: string, ...argv: [string, ...string[]]): Extract<Step, { kind: 'run' }> => ({
   kind: 'run',
   id,
   title: `run ${id}`,
@@ -249,6 +249,97 @@ describe('executePlan', () => {
       error.message,
       /^step dump failed: dump tables\ndump-tables is part of londiste mode, which is not implemented yet\n/,
     );
+  });
+});
+
+describe('executePlan concurrent groups', () => {
+  /** A shell whose commands end only when the test says so, recording when each started. */
+  function gatedShell(f: ReturnType<typeof commandContext>) {
+    const started: string[] = [];
+    const gates = new Map<string, (exitCode: number) => void>();
+    f.shell.run = (argv) => {
+      const name = argv.join(' ');
+      started.push(name);
+      return new Promise((resolve) => {
+        gates.set(name, (exitCode) => {
+          resolve({ exitCode, stdout: '', stderr: exitCode === 0 ? '' : `${name} broke`, durationMs: 1 });
+        });
+      });
+    };
+    const open = async (name: string, exitCode = 0): Promise<void> => {
+      for (let i = 0; i < 100 && !gates.has(name); i++) {
+        await new Promise((r) => setImmediate(r));
+      }
+      const gate = gates.get(name);
+      assert.ok(gate, `${name} was started`);
+      gate(exitCode);
+    };
+    return { started, open };
+  }
+  const grouped = (id: string, cmd: string): Step => ({ ...run(id, cmd), concurrent: 'g' });
+
+  test('starts every step of a group before any has ended, and the next step only after all ended', async () => {
+    const f = commandContext();
+    const { started, open } = gatedShell(f);
+    const steps = [grouped('a', 'cmd-a'), grouped('b', 'cmd-b'), run('c', 'cmd-c')];
+    const done = executePlan(f.ctx, planOf(steps), { dryRun: false });
+    await open('cmd-b');
+    assert.deepEqual(started, ['cmd-a', 'cmd-b'], 'both started while neither had ended');
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(started, ['cmd-a', 'cmd-b'], 'c waits for a');
+    await open('cmd-a');
+    await open('cmd-c');
+    const result = await done;
+    assert.deepEqual(result.completed, ['b', 'a', 'c']);
+  });
+
+  test('lets the other steps of the group finish when one fails, then reports the failure', async () => {
+    const f = commandContext();
+    const { open } = gatedShell(f);
+    const steps = [grouped('a', 'cmd-a'), grouped('b', 'cmd-b'), run('c', 'cmd-c')];
+    const done = failure(executePlan(f.ctx, planOf(steps), { dryRun: false }));
+    await open('cmd-b', 1);
+    await open('cmd-a');
+    const error = await done;
+    assert.equal(error.stepId, 'b');
+    assert.deepEqual(error.completed, ['a']);
+  });
+
+  test('skips the done steps of a group and runs the rest', async () => {
+    const f = commandContext();
+    const steps = [{ ...grouped('a', 'cmd-a'), done: 'in place' }, grouped('b', 'cmd-b')];
+    const result = await executePlan(f.ctx, planOf(steps), { dryRun: false });
+    assert.deepEqual(result, { completed: ['b'], skipped: ['a'] });
+    assert.deepEqual(f.shell.lines(), ['cmd-b']);
+  });
+});
+
+describe('executePlan background run steps', () => {
+  test('starts the command detached, records the job and does not wait', async () => {
+    const f = commandContext();
+    f.files.seed('/var/opt/chef-ha/logs/reindex.log.exit', '0\n');
+    const step: Step = {
+      ...run('reindex', '/opt/chef-server/bin/chef-server-ctl', 'reindex'),
+      background: { log: '/var/opt/chef-ha/logs/reindex.log', job: '/var/opt/chef-ha/reindex.json' },
+    };
+    const result = await executePlan(f.ctx, planOf([step]), { dryRun: false });
+    assert.deepEqual(result.completed, ['reindex']);
+    assert.deepEqual(f.shell.lines(), [], 'nothing run in the foreground');
+    assert.deepEqual(
+      f.shell.detached.map((d) => [d.argv.join(' '), d.options.logFile]),
+      [['/opt/chef-server/bin/chef-server-ctl reindex', '/var/opt/chef-ha/logs/reindex.log']],
+    );
+    assert.equal(
+      f.files.text('/var/opt/chef-ha/logs/reindex.log.exit'),
+      undefined,
+      "the last run's status is cleared",
+    );
+    const job = JSON.parse(f.files.text('/var/opt/chef-ha/reindex.json') ?? '{}') as {
+      pid?: number;
+      log?: string;
+    };
+    assert.equal(job.pid, 40_001);
+    assert.equal(job.log, '/var/opt/chef-ha/logs/reindex.log');
   });
 });
 

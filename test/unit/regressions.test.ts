@@ -130,7 +130,7 @@ function slaveInput(facts: PairFacts, extra: Partial<SetupSlaveInput> = {}): Set
   return {
     facts,
     config: standbyConfig(),
-    options: { force: false },
+    options: { force: false, waitReindex: false },
     rendered,
     manifest,
     bundleDir: '/in',

@@ -60,7 +60,7 @@ function input(facts: PairFacts, overrides: Partial<SetupSlaveInput> = {}): Setu
   return {
     facts,
     config: cfg,
-    options: { force: false },
+    options: { force: false, waitReindex: false },
     rendered,
     manifest,
     bundleDir: BUNDLE_DIR,
@@ -129,17 +129,19 @@ const FRESH_ORDER = [
   'record-original-recipe',
   'install-recipe-override',
   'start-postgresql-for-reconfigure',
-  'reconfigure',
-  'stop-postgresql',
-  'backup-data-dir',
-  'remove-partial-basebackup',
+  'remove-stale-copy',
   'mark-basebackup-started',
+  'reconfigure',
   'pg-basebackup',
   'strip-copied-settings',
+  'write-standby-signal',
+  'stop-postgresql',
+  'mark-exchange-started',
+  'backup-data-dir',
+  'move-copy-into-place',
   'include-chef-ha-conf',
   'write-chef-ha-conf',
   'write-pg-hba',
-  'write-standby-signal',
   'clear-fence',
   'mark-basebackup-finished',
   'start-postgresql',
@@ -148,13 +150,14 @@ const FRESH_ORDER = [
 ];
 
 const BASE_BACKUP_STEPS = [
-  'stop-postgresql',
-  'backup-data-dir',
-  'remove-partial-basebackup',
   'mark-basebackup-started',
   'pg-basebackup',
   'strip-copied-settings',
   'write-standby-signal',
+  'stop-postgresql',
+  'mark-exchange-started',
+  'backup-data-dir',
+  'move-copy-into-place',
   'mark-basebackup-finished',
 ];
 
@@ -164,7 +167,7 @@ describe('planSetupSlave on a fresh slave', () => {
     assert.deepEqual(stepIds(p), FRESH_ORDER);
     assert.equal(p.command, 'setup-slave');
     assert.equal(p.backupDir, BACKUP_DIR);
-    assert.equal(p.summary, 'make db2 the streaming standby of db1 (22 steps to do)');
+    assert.equal(p.summary, 'make db2 the streaming standby of db1 (24 steps to do)');
   });
 
   test('leaves done only what a running fresh node already has', () => {
@@ -173,7 +176,7 @@ describe('planSetupSlave on a fresh slave', () => {
       p.steps.filter((s) => s.done).map((s) => [s.id, s.done]),
       [
         ['start-postgresql-for-reconfigure', 'PostgreSQL is running'],
-        ['remove-partial-basebackup', 'no interrupted base backup'],
+        ['remove-stale-copy', 'no unfinished copy'],
         ['clear-fence', 'not fenced'],
       ],
     );
@@ -231,7 +234,7 @@ describe('planSetupSlave on a fresh slave', () => {
       '-U',
       'chef_ha_replication',
       '-D',
-      '/var/lib/postgresql/15/main',
+      '/var/lib/postgresql/15/main.chef-ha-incoming',
       '-X',
       'stream',
       '--checkpoint=fast',
@@ -260,21 +263,32 @@ describe('planSetupSlave on a fresh slave', () => {
     assert.ok(started.kind === 'action');
     assert.deepEqual(started.args, {
       path: '/var/opt/chef-ha/basebackup-in-progress',
-      data: { master: 'db1', startedBy: 'setup-slave' },
+      data: { phase: 'copy', master: 'db1', startedBy: 'setup-slave' },
+    });
+    const exchange = step(p, 'mark-exchange-started');
+    assert.ok(exchange.kind === 'action');
+    assert.deepEqual(exchange.args, {
+      path: '/var/opt/chef-ha/basebackup-in-progress',
+      data: { phase: 'swap', master: 'db1', startedBy: 'setup-slave' },
     });
     const finished = step(p, 'mark-basebackup-finished');
     assert.ok(finished.kind === 'remove');
     assert.equal(finished.path, '/var/opt/chef-ha/basebackup-in-progress');
   });
 
-  test("strips the master's host-specific settings and writes the standby file into the data directory", () => {
+  test("strips the master's host-specific settings and writes the standby file into the copy before it is put in place", () => {
     const p = plan(pairFacts.freshSlave());
     const strip = step(p, 'strip-copied-settings');
     assert.ok(strip.kind === 'action');
-    assert.deepEqual(strip.args, { keys: HOST_SPECIFIC_AUTO_CONF });
+    assert.deepEqual(strip.args, {
+      keys: HOST_SPECIFIC_AUTO_CONF,
+      dataDir: '/var/lib/postgresql/15/main.chef-ha-incoming',
+    });
     const signal = step(p, 'write-standby-signal');
     assert.ok(signal.kind === 'write');
-    assert.equal(signal.path, '/var/lib/postgresql/15/main/standby.signal');
+    assert.equal(signal.path, '/var/lib/postgresql/15/main.chef-ha-incoming/standby.signal');
+    const ids = stepIds(p);
+    assert.ok(ids.indexOf('write-standby-signal') < ids.indexOf('move-copy-into-place'));
     assert.equal(signal.content, rendered.standbyFile.content);
     assert.equal(signal.mode, 0o600);
   });
@@ -289,7 +303,7 @@ describe('planSetupSlave on a fresh slave', () => {
     );
     const signal = step(p, 'write-standby-signal');
     assert.ok(signal.kind === 'write');
-    assert.equal(signal.path, '/var/lib/postgresql/9.2/main/recovery.conf');
+    assert.equal(signal.path, '/var/lib/postgresql/9.2/main.chef-ha-incoming/recovery.conf');
     const backup = step(p, 'pg-basebackup');
     assert.ok(backup.kind === 'run');
     assert.ok(backup.argv.includes('-x'));
@@ -394,30 +408,40 @@ describe('planSetupSlave on a node that is already the standby', () => {
 });
 
 describe('planSetupSlave after an interrupted base backup', () => {
-  test('removes the partial copy instead of backing it up, then copies again', () => {
-    const p = plan(pairFacts.freshSlave({ basebackupInProgress: true, pg: localPgDown() }));
-    assert.equal(
-      step(p, 'backup-data-dir').done,
-      'the data directory holds an interrupted base backup (removed next)',
-    );
-    const remove = step(p, 'remove-partial-basebackup');
+  test('killed while copying: removes the unfinished copy beside the untouched data directory, then copies again', () => {
+    const p = plan(pairFacts.freshSlave({ basebackupPhase: 'copy', stagingExists: true }));
+    const remove = step(p, 'remove-stale-copy');
     assert.ok(remove.kind === 'remove');
-    assert.equal(remove.path, '/var/lib/postgresql/15/main');
+    assert.equal(remove.path, '/var/lib/postgresql/15/main.chef-ha-incoming');
     assert.equal(remove.done, undefined);
-    assert.equal(step(p, 'mark-basebackup-started').done, undefined);
-    assert.equal(step(p, 'pg-basebackup').done, undefined);
-    assert.equal(step(p, 'mark-basebackup-finished').done, undefined);
+    for (const id of BASE_BACKUP_STEPS) {
+      assert.equal(step(p, id).done, undefined, id);
+    }
+    assert.equal(step(p, 'reconfigure').done, undefined, 'the old cluster still runs: reconfigure as usual');
   });
 
-  test('does not start PostgreSQL on the partial copy, and reconfigures once the standby streams', () => {
-    const p = plan(pairFacts.freshSlave({ basebackupInProgress: true, pg: localPgDown() }));
+  test('killed during the exchange with the copy still staged: moves the old data away and puts the copy in place', () => {
+    const p = plan(pairFacts.freshSlave({ basebackupPhase: 'swap', stagingExists: true, pg: localPgDown() }));
+    assert.equal(step(p, 'remove-stale-copy').done, 'no unfinished copy');
+    assert.equal(step(p, 'pg-basebackup').done, 'the interrupted run finished the copy');
+    assert.equal(step(p, 'backup-data-dir').done, undefined);
+    assert.equal(step(p, 'move-copy-into-place').done, undefined);
     assert.equal(
       step(p, 'start-postgresql-for-reconfigure').done,
-      'the data directory holds an interrupted base backup',
+      'an interrupted run already reconfigured and replaced the data directory',
     );
+  });
+
+  test('killed after the copy was put in place: keeps it, and reconfigures once the standby streams when keys changed', () => {
+    const p = plan(
+      pairFacts.freshSlave({ basebackupPhase: 'swap', stagingExists: false, pg: localPgDown() }),
+    );
+    assert.equal(step(p, 'backup-data-dir').done, 'the data directory already holds the new copy');
+    assert.equal(step(p, 'move-copy-into-place').done, 'done by the interrupted run');
+    assert.equal(step(p, 'pg-basebackup').done, 'the interrupted run finished the copy');
     assert.equal(
       step(p, 'reconfigure').done,
-      'runs once the standby streams (the data directory holds an interrupted base backup)',
+      'runs once the standby streams (an interrupted run already replaced the data directory)',
     );
     const ids = stepIds(p);
     assert.equal(ids[ids.indexOf('wait-streaming') + 1], 'reconfigure-after-streaming');
@@ -427,9 +451,9 @@ describe('planSetupSlave after an interrupted base backup', () => {
     assert.equal(late.done, undefined);
   });
 
-  test('skips reconfigure entirely when keys and recipe were installed by the interrupted run', () => {
+  test('killed after the copy was put in place, keys and recipe already installed: only finishes the standby', () => {
     const facts = pairFacts.freshSlave({
-      basebackupInProgress: true,
+      basebackupPhase: 'swap',
       pg: localPgDown(),
       recipe: recipe.override(rendered.recipeOverride),
       files: { chefServerRb: desiredChefServerRb(BUNDLE_RB, cfg) },
@@ -440,14 +464,9 @@ describe('planSetupSlave after an interrupted base backup', () => {
     assert.deepEqual(
       p.steps.filter((s) => !s.done).map((s) => s.id),
       [
-        'remove-partial-basebackup',
-        'mark-basebackup-started',
-        'pg-basebackup',
-        'strip-copied-settings',
         'include-chef-ha-conf',
         'write-chef-ha-conf',
         'write-pg-hba',
-        'write-standby-signal',
         'mark-basebackup-finished',
         'start-postgresql',
         'wait-streaming',
@@ -456,11 +475,67 @@ describe('planSetupSlave after an interrupted base backup', () => {
     );
   });
 
-  test('does not take an interrupted copy that answers in recovery for a finished standby', () => {
-    const facts = alreadyStandby(cfg, { basebackupInProgress: true });
-    const p = plan(facts, rerun);
-    assert.equal(step(p, 'remove-partial-basebackup').done, undefined);
+  test('an exchange that lost both copies copies again', () => {
+    const p = plan(
+      pairFacts.freshSlave({
+        basebackupPhase: 'swap',
+        stagingExists: false,
+        pg: localPgDown(),
+        dataDir: { exists: false, empty: true, standbySignal: false, recoveryConf: false },
+      }),
+    );
     assert.equal(step(p, 'pg-basebackup').done, undefined);
+    assert.equal(step(p, 'move-copy-into-place').done, undefined);
+    assert.equal(step(p, 'backup-data-dir').done, 'no data directory');
+  });
+
+  test('does not take an interrupted copy that answers in recovery for a finished standby', () => {
+    const facts = alreadyStandby(cfg, { basebackupPhase: 'copy', stagingExists: true });
+    const p = plan(facts, rerun);
+    assert.equal(step(p, 'remove-stale-copy').done, undefined);
+    assert.equal(step(p, 'pg-basebackup').done, undefined);
+  });
+});
+
+describe('planSetupSlave runs reconfigure and the copy at the same time', () => {
+  test('reconfigure and pg-basebackup form one concurrent group; nothing else runs beside them', () => {
+    const p = plan(pairFacts.freshSlave());
+    const grouped = p.steps.filter((s) => s.concurrent !== undefined).map((s) => s.id);
+    assert.deepEqual(grouped, ['reconfigure', 'pg-basebackup']);
+    const ids = stepIds(p);
+    assert.equal(ids.indexOf('pg-basebackup'), ids.indexOf('reconfigure') + 1);
+  });
+
+  test('the copy goes beside the data directory and the old cluster is stopped only after both ended', () => {
+    const p = plan(pairFacts.freshSlave());
+    const copy = step(p, 'pg-basebackup');
+    assert.ok(copy.kind === 'run');
+    assert.equal(copy.argv[copy.argv.indexOf('-D') + 1], '/var/lib/postgresql/15/main.chef-ha-incoming');
+    const ids = stepIds(p);
+    assert.ok(ids.indexOf('stop-postgresql') > ids.indexOf('pg-basebackup'));
+    const move = step(p, 'move-copy-into-place');
+    assert.ok(move.kind === 'action');
+    assert.deepEqual(move.args, {
+      from: '/var/lib/postgresql/15/main.chef-ha-incoming',
+      to: '/var/lib/postgresql/15/main',
+    });
+  });
+});
+
+describe('planSetupSlave reindex', () => {
+  test('runs in the background by default, logged under the state directory', () => {
+    const r = step(plan(pairFacts.freshSlave()), 'reindex');
+    assert.ok(r.kind === 'run');
+    assert.deepEqual(r.background, {
+      log: '/var/opt/chef-ha/logs/reindex.log',
+      job: '/var/opt/chef-ha/reindex.json',
+    });
+  });
+
+  test('--wait-reindex runs it in the foreground', () => {
+    const r = step(plan(pairFacts.freshSlave(), { options: { force: false, waitReindex: true } }), 'reindex');
+    assert.ok(r.kind === 'run');
+    assert.equal(r.background, undefined);
   });
 });
 
@@ -608,7 +683,7 @@ describe('planSetupSlave refuses', () => {
 
   test('lets --force replace a node holding Chef data', () => {
     const facts = pairFacts.freshSlave({ pg: { chefData: { nodes: 3 } } });
-    const p = plan(facts, { options: { force: true } });
+    const p = plan(facts, { options: { force: true, waitReindex: false } });
     assert.deepEqual(stepIds(p), FRESH_ORDER);
     assert.equal(step(p, 'backup-data-dir').done, undefined);
   });
@@ -622,7 +697,7 @@ describe('planSetupSlave refuses', () => {
         }),
       },
     });
-    assert.deepEqual(stepIds(plan(facts, { options: { force: true } })), FRESH_ORDER);
+    assert.deepEqual(stepIds(plan(facts, { options: { force: true, waitReindex: false } })), FRESH_ORDER);
   });
 
   test('does not count Chef data on a node that is already a standby', () => {
@@ -639,7 +714,9 @@ describe('planSetupSlave refuses', () => {
   });
 
   test('still refuses --force when there is not enough disk', () => {
-    const error = refusal(() => plan(pairFacts.freshSlave({ freeBytes: 0 }), { options: { force: true } }));
+    const error = refusal(() =>
+      plan(pairFacts.freshSlave({ freeBytes: 0 }), { options: { force: true, waitReindex: false } }),
+    );
     assert.match(error.message, /not enough free disk/);
   });
 

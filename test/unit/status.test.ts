@@ -362,3 +362,31 @@ describe('formatStatus', () => {
     assert.match(text, / 10 B {2}/);
   });
 });
+
+describe('summarizeStatus: the background reindex of setup-slave', () => {
+  const withJob = (job: NonNullable<PairFacts['local']['reindexJob']>): PairFacts => {
+    const f = pairFacts.primaryWithStreamingStandby();
+    return { ...f, local: { ...f.local, reindexJob: job } };
+  };
+  const base = { startedAt: '2026-11-21T10:00:00.000Z', log: '/var/opt/chef-ha/logs/reindex.log' };
+
+  test('a running reindex is shown and keeps the pair healthy', () => {
+    const s = summarizeStatus(withJob({ ...base, state: 'running' }), standbyConfig());
+    assert.equal(s.verdict, 'healthy');
+    assert.match(formatStatus(s), /search index: reindex running since 2026-11-21T10:00:00.000Z/);
+  });
+
+  test('a failed reindex makes the pair degraded (exit 8) and names the log and the fix', () => {
+    const s = summarizeStatus(withJob({ ...base, state: 'failed', exitCode: 1 }), standbyConfig());
+    assert.equal(s.exitCode, ExitCode.StatusDegraded);
+    assert.deepEqual(s.problems, [
+      'the background reindex on db2 (started 2026-11-21T10:00:00.000Z) failed with exit 1: search there is incomplete; see /var/opt/chef-ha/logs/reindex.log and run `chef-server-ctl reindex`',
+    ]);
+  });
+
+  test('a reindex that vanished without a status counts as failed', () => {
+    const s = summarizeStatus(withJob({ ...base, state: 'vanished' }), standbyConfig());
+    assert.equal(s.verdict, 'degraded');
+    assert.match(s.problems[0] ?? '', /ended without a status/);
+  });
+});

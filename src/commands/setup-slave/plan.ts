@@ -8,7 +8,7 @@ import type { PairFacts } from '../../core/facts.js';
 import type { Plan, Step } from '../../core/plan.js';
 import { SECRET_TOKEN } from '../../core/plan.js';
 import { RefusedError } from '../../core/errors.js';
-import { statePaths } from '../../core/context.js';
+import { stagingDataDir, statePaths } from '../../core/context.js';
 import type { BundleManifest } from '../../chef/bundle.js';
 import { chefServerRbPath } from '../../chef/paths.js';
 import { formatBytes } from '../../pg/lsn.js';
@@ -29,6 +29,11 @@ import { syncStandbyNamesFor } from '../setup-master/plan.js';
 
 export interface SetupSlaveOptions {
   readonly force: boolean;
+  /**
+   * Wait for `chef-server-ctl reindex` to end. Without it the reindex runs in the background: the
+   * standby already streams, and on a large Chef Server the Solr reindex takes longer than the copy.
+   */
+  readonly waitReindex: boolean;
 }
 
 export interface SetupSlaveInput {
@@ -105,7 +110,7 @@ export function planSetupSlave(input: SetupSlaveInput): Plan {
   const alreadyStandby =
     server?.inRecovery === true &&
     (server.systemIdentifier === null || server.systemIdentifier === bundleId) &&
-    !local.basebackupInProgress;
+    local.basebackupPhase === undefined;
   if (server && !server.inRecovery && !input.options.force) {
     const perTable: Record<string, number> = {};
     for (const data of [local.embedded.chefData, local.pg.chefData]) {
@@ -184,16 +189,25 @@ export function planSetupSlave(input: SetupSlaveInput): Plan {
   });
   steps.push(...planRecipeSteps(local, config, rendered, backupDir));
   const running = local.pg.running;
-  const partial = local.basebackupInProgress;
+  const phase = local.basebackupPhase;
+  const staging = stagingDataDir(config);
+  const swapping = phase === 'swap';
+  // An interrupted run that got as far as exchanging the data directories left a complete copy, either
+  // still in the staging directory or already in place; otherwise the copy is (re)made.
+  const copyReady = swapping && local.stagingExists;
+  const copyInPlace = swapping && !local.stagingExists && local.dataDir.exists;
+  const needCopy = !alreadyStandby && !copyReady && !copyInPlace;
   const chefChanged = steps.some(
     (s) =>
       !s.done &&
       ['install-etc-chef-server', 'write-chef-server-rb', 'install-recipe-override'].includes(s.id),
   );
-  // After an interrupted base backup the data directory is a partial copy that cannot start: the first run
-  // already reconfigured, and a reconfigure still needed runs once the standby streams.
-  const reconfigureLate = partial && chefChanged;
-  const startForReconfigure = !running && !alreadyStandby && !partial;
+  // Once the exchange began, the old cluster is gone and the copy must not start before it is a
+  // standby: a reconfigure still needed then runs once the standby streams.
+  const reconfigureLate = swapping && chefChanged;
+  const startForReconfigure = !running && !alreadyStandby && !swapping;
+  const baseDone = alreadyStandby ? `already a standby of ${master.name}'s cluster` : undefined;
+  const marker = statePaths(config).basebackupMarker;
   steps.push(
     serviceStep(
       config,
@@ -202,11 +216,28 @@ export function planSetupSlave(input: SetupSlaveInput): Plan {
       'start PostgreSQL so that reconfigure can run',
       running || alreadyStandby
         ? 'PostgreSQL is running'
-        : partial
-          ? 'the data directory holds an interrupted base backup'
+        : swapping
+          ? 'an interrupted run already reconfigured and replaced the data directory'
           : undefined,
     ),
   );
+  steps.push({
+    kind: 'remove',
+    id: 'remove-stale-copy',
+    title: 'remove the unfinished copy an interrupted run left',
+    path: staging,
+    done: local.stagingExists && !copyReady ? undefined : 'no unfinished copy',
+  });
+  steps.push({
+    kind: 'action',
+    id: 'mark-basebackup-started',
+    title: 'note that a base backup is in progress (so an interrupted one is recognised)',
+    action: 'record-state',
+    args: { path: marker, data: { phase: 'copy', master: master.name, startedBy: 'setup-slave' } },
+    done: needCopy ? undefined : (baseDone ?? 'the interrupted run finished the copy'),
+  });
+  // The copy goes beside the data directory while the old cluster still runs, so reconfigure (which
+  // needs a running cluster) and the copy run at the same time.
   const reconfigure: Step = {
     kind: 'run',
     id: 'reconfigure',
@@ -214,15 +245,50 @@ export function planSetupSlave(input: SetupSlaveInput): Plan {
     argv: [config.chefServer.ctl, 'reconfigure'],
     timeoutMs: 900_000,
     done:
-      !chefChanged && (alreadyStandby || partial)
+      !chefChanged && (alreadyStandby || swapping)
         ? 'keys, recipe and attributes unchanged'
         : reconfigureLate
-          ? 'runs once the standby streams (the data directory holds an interrupted base backup)'
+          ? 'runs once the standby streams (an interrupted run already replaced the data directory)'
           : undefined,
   };
-  steps.push(reconfigure);
-  const marker = statePaths(config).basebackupMarker;
-  const baseDone = alreadyStandby ? `already a standby of ${master.name}'s cluster` : undefined;
+  steps.push({ ...reconfigure, concurrent: 'copy' });
+  steps.push({
+    kind: 'run',
+    id: 'pg-basebackup',
+    title: `copy ${master.name}'s cluster with pg_basebackup (fast checkpoint, WAL streamed, slot ${slotOf(config.node.name)}) into ${staging}`,
+    argv: renderBasebackupArgv(config.postgres.version, config.postgres.bindir, {
+      host: config.peer.address,
+      port: config.peer.postgresPort,
+      user: config.replication.user,
+      dataDir: staging,
+      slotName: slotOf(config.node.name),
+    }),
+    user: config.postgres.osUser,
+    env: { PGPASSFILE: config.postgres.passfile, PGAPPNAME: slotOf(config.node.name) },
+    timeoutMs: 6 * 3_600_000,
+    progress: true,
+    concurrent: 'copy',
+    done: needCopy ? undefined : (baseDone ?? 'the interrupted run finished the copy'),
+  });
+  const copyDone = needCopy ? undefined : (baseDone ?? 'done by the interrupted run');
+  steps.push({
+    kind: 'action',
+    id: 'strip-copied-settings',
+    title: "remove the master's host-specific settings that pg_basebackup copied (postgresql.auto.conf)",
+    action: 'strip-auto-conf',
+    args: { keys: HOST_SPECIFIC_AUTO_CONF, dataDir: staging },
+    done: copyDone,
+  });
+  steps.push({
+    kind: 'write',
+    id: 'write-standby-signal',
+    title: `write ${rendered.standbyFile.name} in the copy (it starts as a standby)`,
+    path: path.join(staging, rendered.standbyFile.name),
+    content: rendered.standbyFile.content,
+    mode: 0o600,
+    owner: config.postgres.osUser,
+    done: copyDone,
+  });
   steps.push(
     serviceStep(
       config,
@@ -233,6 +299,14 @@ export function planSetupSlave(input: SetupSlaveInput): Plan {
     ),
   );
   steps.push({
+    kind: 'action',
+    id: 'mark-exchange-started',
+    title: 'note that the data directories are being exchanged',
+    action: 'record-state',
+    args: { path: marker, data: { phase: 'swap', master: master.name, startedBy: 'setup-slave' } },
+    done: baseDone ?? (swapping && !needCopy ? 'recorded by the interrupted run' : undefined),
+  });
+  steps.push({
     kind: 'backup',
     id: 'backup-data-dir',
     title: `move the old data directory into the backup folder`,
@@ -241,63 +315,21 @@ export function planSetupSlave(input: SetupSlaveInput): Plan {
     to: path.join(backupDir, 'postgresql-data'),
     done:
       baseDone ??
-      (partial
-        ? 'the data directory holds an interrupted base backup (removed next)'
+      (copyInPlace
+        ? 'the data directory already holds the new copy'
         : local.dataDir.exists
           ? undefined
           : 'no data directory'),
   });
   steps.push({
-    kind: 'remove',
-    id: 'remove-partial-basebackup',
-    title: 'remove the interrupted base backup',
-    path: config.postgres.dataDir,
-    done: baseDone ?? (partial ? undefined : 'no interrupted base backup'),
-  });
-  steps.push({
     kind: 'action',
-    id: 'mark-basebackup-started',
-    title: 'note that a base backup is in progress (so an interrupted one is recognised)',
-    action: 'record-state',
-    args: { path: marker, data: { master: master.name, startedBy: 'setup-slave' } },
-    done: baseDone,
-  });
-  steps.push({
-    kind: 'run',
-    id: 'pg-basebackup',
-    title: `copy ${master.name}'s cluster with pg_basebackup (fast checkpoint, WAL streamed, slot ${slotOf(config.node.name)})`,
-    argv: renderBasebackupArgv(config.postgres.version, config.postgres.bindir, {
-      host: config.peer.address,
-      port: config.peer.postgresPort,
-      user: config.replication.user,
-      dataDir: config.postgres.dataDir,
-      slotName: slotOf(config.node.name),
-    }),
-    user: config.postgres.osUser,
-    env: { PGPASSFILE: config.postgres.passfile, PGAPPNAME: slotOf(config.node.name) },
-    timeoutMs: 6 * 3_600_000,
-    progress: true,
-    done: baseDone,
-  });
-  steps.push({
-    kind: 'action',
-    id: 'strip-copied-settings',
-    title: "remove the master's host-specific settings that pg_basebackup copied (postgresql.auto.conf)",
-    action: 'strip-auto-conf',
-    args: { keys: HOST_SPECIFIC_AUTO_CONF },
-    done: baseDone,
+    id: 'move-copy-into-place',
+    title: `put the copy in place (${staging} becomes ${config.postgres.dataDir})`,
+    action: 'move-into-place',
+    args: { from: staging, to: config.postgres.dataDir },
+    done: baseDone ?? (copyInPlace ? 'done by the interrupted run' : undefined),
   });
   steps.push(...planConfigFileSteps(local, config, rendered));
-  steps.push({
-    kind: 'write',
-    id: 'write-standby-signal',
-    title: `write ${rendered.standbyFile.name} (start as a standby)`,
-    path: path.join(config.postgres.dataDir, rendered.standbyFile.name),
-    content: rendered.standbyFile.content,
-    mode: 0o600,
-    owner: config.postgres.osUser,
-    done: baseDone,
-  });
   steps.push({
     kind: 'remove',
     id: 'clear-fence',
@@ -407,9 +439,14 @@ export function planSetupSlave(input: SetupSlaveInput): Plan {
   steps.push({
     kind: 'run',
     id: 'reindex',
-    title: 'chef-server-ctl reindex (search index from the replicated data)',
+    title: input.options.waitReindex
+      ? 'chef-server-ctl reindex (search index from the replicated data)'
+      : 'start chef-server-ctl reindex in the background (search index from the replicated data; `status` shows when it ends)',
     argv: [config.chefServer.ctl, 'reindex'],
     timeoutMs: config.chefServer.reindexTimeoutMs,
+    background: input.options.waitReindex
+      ? undefined
+      : { log: path.join(statePaths(config).logs, 'reindex.log'), job: statePaths(config).reindexJob },
     done: anythingChanged ? undefined : 'nothing changed since the last reindex',
   });
   const todo = steps.filter((s) => !s.done && s.kind !== 'wait').length;

@@ -27,6 +27,11 @@ export function formatStatus(s: PairStatus): string {
     line(header),
     ...rows.map(line),
   ];
+  if (s.reindex?.state === 'running') {
+    out.push(`  search index: reindex running since ${s.reindex.startedAt} (log ${s.reindex.log})`);
+  } else if (s.reindex?.state === 'ok') {
+    out.push(`  search index: rebuilt by the reindex started ${s.reindex.startedAt}`);
+  }
   for (const p of s.problems) {
     out.push(`  ! ${p}`);
   }

@@ -1,6 +1,6 @@
 /** summarizeStatus: pair facts → what `status` shows and its exit code. Pure. */
 import type { Config } from '../../core/config.js';
-import type { PairFacts, ServerFacts } from '../../core/facts.js';
+import type { PairFacts, ReindexJob, ServerFacts } from '../../core/facts.js';
 import { ExitCode } from '../../core/errors.js';
 import { lsnDiff } from '../../pg/lsn.js';
 import { slotOf } from '../common.js';
@@ -29,6 +29,8 @@ export interface PairStatus {
   readonly nodes: readonly NodeStatus[];
   readonly verdict: 'healthy' | 'degraded' | 'broken';
   readonly problems: readonly string[];
+  /** The background reindex setup-slave started on this node, if any. */
+  readonly reindex?: ReindexJob;
   readonly exitCode: number;
 }
 
@@ -156,6 +158,12 @@ export function summarizeStatus(facts: PairFacts, config: Config): PairStatus {
   if (local.recipe.kind !== 'override') {
     problems.push(`the recipe on ${config.node.name} is ${recipe}`);
   }
+  const job = local.reindexJob;
+  if (job && (job.state === 'failed' || job.state === 'vanished')) {
+    problems.push(
+      `the background reindex on ${config.node.name} (started ${job.startedAt}) ${job.state === 'failed' ? `failed with exit ${job.exitCode ?? '?'}` : 'ended without a status'}: search there is incomplete; see ${job.log} and run \`chef-server-ctl reindex\``,
+    );
+  }
   const verdict = primaries.length !== 1 ? 'broken' : problems.length > 0 ? 'degraded' : 'healthy';
   return {
     mode: config.replication.mode,
@@ -163,6 +171,7 @@ export function summarizeStatus(facts: PairFacts, config: Config): PairStatus {
     nodes,
     verdict,
     problems,
+    ...(job ? { reindex: job } : {}),
     exitCode:
       verdict === 'healthy'
         ? ExitCode.Ok

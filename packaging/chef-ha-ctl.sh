@@ -1,0 +1,13 @@
+#!/bin/sh
+# chef-ha-ctl: runs chef-ha with its own Node.js (omnibus layout: <root>/bin, <root>/embedded).
+# Follows symlinks such as /usr/bin/chef-ha-ctl to find <root>; needs nothing but sh for a direct call.
+self=$0
+while [ -L "$self" ]; do
+  target=$(readlink "$self")
+  case $target in
+    /*) self=$target ;;
+    *) self=${self%/*}/$target ;;
+  esac
+done
+root=${self%/*}/..
+exec "$root/embedded/bin/node" "$root/embedded/lib/chef-ha/dist/cli.js" "$@"

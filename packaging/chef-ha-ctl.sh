@@ -1,9 +1,10 @@
 #!/bin/sh
 # chef-ha-ctl: runs chef-ha with its own Node.js (omnibus layout: <root>/bin, <root>/embedded).
-# Follows symlinks such as /usr/bin/chef-ha-ctl to find <root>; needs nothing but sh for a direct call.
+# Follows symlinks such as /usr/bin/chef-ha-ctl to find <root> (with readlink, found without PATH too);
+# a direct call needs nothing but sh.
 self=$0
 while [ -L "$self" ]; do
-  target=$(readlink "$self")
+  target=$(readlink "$self" 2>/dev/null || /bin/readlink "$self")
   case $target in
     /*) self=$target ;;
     *) self=${self%/*}/$target ;;

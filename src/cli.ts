@@ -25,6 +25,7 @@ const OWN_COMMANDS: ReadonlySet<string> = new Set([
   'export-bundle',
   'fence',
   'revert',
+  'londiste-daemons',
   'help',
 ]);
 
@@ -215,12 +216,38 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
       'make this node the master: recipe override, reconfigure, replication role, slot, join bundle',
     )
     .option('--force', 'go on although the peer answers as a primary, or this node was fenced')
+    .option('--install-packages', 'londiste mode: install missing Skytools 3 packages with apt')
     .action(
       run(async (ctx, cmd) => {
+        const o = cmd.opts<{ force?: boolean; installPackages?: boolean }>();
         await (
           await import('./commands/setup-master/index.js')
-        ).setupMaster(ctx, { force: cmd.opts<{ force?: boolean }>().force === true });
+        ).setupMaster(ctx, { force: o.force === true, installPackages: o.installPackages === true });
       }, 'setup-master'),
+    );
+
+  program
+    .command('londiste-daemons')
+    .description(
+      'londiste mode: supervise pgqd and the worker (run: in the foreground, as a service; start/stop: detached)',
+    )
+    .argument('<action>', 'run | start | stop | status')
+    .action(
+      run(async (ctx, cmd) => {
+        const action = cmd.args[0] ?? '';
+        if (!['run', 'start', 'stop', 'status'].includes(action)) {
+          throw new UsageError(`unknown action "${action}"`, 'use run, start, stop or status');
+        }
+        if (action === 'run') {
+          // A service manager stops the supervisor with SIGTERM: stop pgqd and the worker, then exit.
+          process.on('SIGTERM', () => {
+            abort.abort(new Error('terminated'));
+          });
+        }
+        await (
+          await import('./commands/londiste-daemons/index.js')
+        ).londisteDaemons(ctx, action as 'run' | 'start' | 'stop' | 'status');
+      }, 'londiste-daemons'),
     );
 
   program
@@ -237,9 +264,15 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
       '--force',
       'replace the data of a node that holds Chef data or is the current primary (backed up first)',
     )
+    .option('--install-packages', 'londiste mode: install missing Skytools 3 packages with apt')
     .action(
       run(async (ctx, cmd) => {
-        const o = cmd.opts<{ bundle?: string; fromMaster?: string | boolean; force?: boolean }>();
+        const o = cmd.opts<{
+          bundle?: string;
+          fromMaster?: string | boolean;
+          force?: boolean;
+          installPackages?: boolean;
+        }>();
         if (o.bundle === undefined && o.fromMaster === undefined) {
           throw new UsageError(
             'setup-slave needs --bundle FILE or --from-master [user@]host',
@@ -250,6 +283,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
           await import('./commands/setup-slave/index.js')
         ).setupSlave(ctx, {
           force: o.force === true,
+          installPackages: o.installPackages === true,
           ...(o.bundle === undefined ? {} : { bundle: o.bundle }),
           ...(o.fromMaster === undefined || o.fromMaster === false ? {} : { fromMaster: o.fromMaster }),
         });

@@ -97,7 +97,9 @@ export type ActionName =
   | 'record-state'
   | 'fence-peer-sql'
   | 'fence-peer-ssh'
-  | 'write-fence-file';
+  | 'write-fence-file'
+  /** Londiste mode's compound steps (src/londiste/actions.ts), chosen by args.op. */
+  | 'londiste';
 
 export interface Plan {
   readonly command: CommandName;

@@ -100,7 +100,9 @@ export function nodeStateSql(config: Config): string {
       FROM unnest(${tables}) AS t(name)
       LEFT JOIN pg_class c ON c.relname = t.name AND c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'),
   'grantsDone', (SELECT to_regrole('pgq_admin') IS NOT NULL AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${role})
-      AND pg_has_role(${role}, 'pgq_admin', 'MEMBER'))
+      AND pg_has_role(${role}, 'pgq_admin', 'MEMBER')
+      AND (SELECT bool_and(has_table_privilege(${role}, c.oid, 'UPDATE')) FROM pg_class c
+           WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND c.relname = ANY(${tables})))
 ) AS j`;
 }
 
@@ -231,7 +233,13 @@ export async function readPeerNodeState(
 }
 
 function firstLine(error: unknown): string {
-  return (error instanceof Error ? error.message : String(error)).split('\n').slice(0, 2).join(' ').trim();
+  const text = (error instanceof Error ? error.message : String(error))
+    .split('\n')
+    .slice(0, 2)
+    .join(' ')
+    .trim();
+  // SqlError starts with the SQL sent; the reason is what matters here.
+  return text.replace(/^SQL [^\n]*?: (?=\S+:\d+: )/, '');
 }
 
 /** Which of the packages are missing (dpkg-query). */

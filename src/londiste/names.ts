@@ -178,7 +178,8 @@ export function grantsSql(config: Config): string {
   const tables = config.chefServer.tables.map((t) => `public."${t}"`).join(', ');
   return [
     `GRANT pgq_admin, londiste_reader, londiste_writer TO ${role};`,
-    `GRANT SELECT ON ${tables} TO ${role};`,
+    // SELECT for the copy; UPDATE because `compare` and `repair` lock the root's table IN SHARE MODE.
+    `GRANT SELECT, UPDATE ON ${tables} TO ${role};`,
     `GRANT pgq_writer TO "${config.chefServer.sqlUser}";`,
   ].join('\n');
 }

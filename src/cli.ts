@@ -26,6 +26,7 @@ const OWN_COMMANDS: ReadonlySet<string> = new Set([
   'fence',
   'revert',
   'londiste-daemons',
+  'execute-sql',
   'help',
 ]);
 
@@ -224,6 +225,18 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
           await import('./commands/setup-master/index.js')
         ).setupMaster(ctx, { force: o.force === true, installPackages: o.installPackages === true });
       }, 'setup-master'),
+    );
+
+  program
+    .command('execute-sql')
+    .description(
+      'londiste mode, on the master: run a schema change (DDL file) through `londiste execute` on both nodes',
+    )
+    .argument('<file>', 'SQL file (applied once; a changed file is applied again)')
+    .action(
+      run(async (ctx, cmd) => {
+        await (await import('./commands/execute-sql/index.js')).executeSql(ctx, cmd.args[0] ?? '');
+      }, 'execute-sql'),
     );
 
   program

@@ -4,7 +4,15 @@
  */
 
 export type CommandName =
-  'setup-master' | 'setup-slave' | 'failover' | 'fence' | 'reconfigure' | 'revert' | 'switchover' | 'rejoin';
+  | 'setup-master'
+  | 'setup-slave'
+  | 'failover'
+  | 'fence'
+  | 'reconfigure'
+  | 'revert'
+  | 'switchover'
+  | 'rejoin'
+  | 'execute-sql';
 
 /** Names of secrets kept under the state directory; steps refer to them, never to their values. */
 export type SecretName = 'replication';

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { downSandbox, upSandbox } from '../sandbox/index.js';
@@ -240,6 +240,48 @@ describe('londiste mode: set-up and replication', { timeout: 900_000 }, () => {
     const j = JSON.parse(st.stdout) as { workerPid?: number; pgqdPid?: number; supervisorPid?: number };
     assert.equal(j.workerPid, after);
     assert.ok(j.pgqdPid && j.supervisorPid);
+  });
+
+  test('execute-sql runs a schema change on the master and then on the slave, once', async () => {
+    const file = join(dir, 'add-col.sql');
+    await writeFile(file, 'ALTER TABLE clients ADD COLUMN chef_ha_probe integer;\n');
+    const r = await runCli(a, ['execute-sql', file]);
+    assert.equal(r.code, 0, r.stderr);
+    await waitFor(
+      'the column on the slave',
+      async () =>
+        (await sql(
+          b,
+          `SELECT count(*) FROM information_schema.columns WHERE table_name = 'clients' AND column_name = 'chef_ha_probe'`,
+        )) === '1',
+      15_000,
+      100,
+    );
+    await sql(a, `UPDATE clients SET chef_ha_probe = 7 WHERE name = 'web-01'`);
+    await waitFor(
+      'the new column replicates',
+      async () => (await sql(b, `SELECT chef_ha_probe FROM clients WHERE name = 'web-01'`)) === '7',
+      10_000,
+      100,
+    );
+    const again = await runCli(a, ['execute-sql', file]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stderr, /londiste-execute {2}skipped: applied already/);
+    const onSlave = await runCli(b, ['execute-sql', file]);
+    assert.equal(onSlave.code, 4, 'refused on the branch');
+    assert.match(onSlave.stderr, /run execute-sql on the master/);
+  });
+
+  test('status says plainly when pgqd does not run, and londiste-daemons start brings it back', async () => {
+    const stop = await runCli(b, ['londiste-daemons', 'stop']);
+    assert.equal(stop.code, 0, stop.stderr);
+    assert.equal(await pidOf(join(londisteDir(b), 'pid', 'pgqd.pid')), undefined);
+    const st = await runCli(b, ['status']);
+    assert.equal(st.code, 8);
+    assert.match(st.stdout, /pgqd does not run on chef-b: no ticks, no replication/);
+    const start = await runCli(b, ['londiste-daemons', 'start']);
+    assert.equal(start.code, 0, start.stderr);
+    assert.ok(await pidOf(join(londisteDir(b), 'pid', 'pgqd.pid')));
   });
 
   test('status reads both nodes from SQL: healthy pair, per-table state, lag and daemons', async () => {

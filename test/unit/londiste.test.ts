@@ -9,6 +9,7 @@ import { planSetupMasterLondiste } from '../../src/commands/setup-master/londist
 import { planSetupSlaveLondiste } from '../../src/commands/setup-slave/londiste.js';
 import { planFailoverLondiste } from '../../src/commands/failover/londiste.js';
 import { summarizeLondisteStatus } from '../../src/commands/status/londiste.js';
+import { executeName, planExecuteSql } from '../../src/commands/execute-sql/index.js';
 import { config, standbyConfig } from '../fakes/config.js';
 import { pairFacts, peerFacts, server } from '../fakes/facts.js';
 
@@ -327,5 +328,31 @@ describe('summarizeLondisteStatus', () => {
       daemons,
     );
     assert.match(s.problems.join('\n'), /public\.clients in-copy/);
+  });
+});
+
+describe('planExecuteSql', () => {
+  test('stages the file and runs londiste execute on the root', () => {
+    const p = planExecuteSql(cfg, root(), 'add-col-abc.sql', 'ALTER TABLE clients ADD c int;', false);
+    assert.deepEqual(stepIds(p), ['stage-sql-file', 'londiste-execute']);
+    const run = p.steps[1];
+    assert.ok(
+      run?.kind === 'run' &&
+        run.argv
+          .join(' ')
+          .endsWith('execute /var/lib/postgresql/chef-ha-londiste/etc/execute/add-col-abc.sql'),
+    );
+  });
+  test('finds a file applied before done', () => {
+    const p = planExecuteSql(cfg, root(), 'x.sql', 'SELECT 1;', true);
+    assert.ok(p.steps.every((s) => s.done));
+  });
+  test('refuses on the branch, pointing at the master', () => {
+    const e = refusal(() => planExecuteSql(slaveCfg, branch(), 'x.sql', 'SELECT 1;', false));
+    assert.match(e.hint ?? '', /run execute-sql on the master/);
+  });
+  test('names a changed file differently, so that it runs again', () => {
+    assert.notEqual(executeName('/tmp/a.sql', 'x'), executeName('/tmp/a.sql', 'y'));
+    assert.match(executeName('/tmp/a b.sql', 'x'), /^a_b-[0-9a-f]{12}\.sql$/);
   });
 });

@@ -25,6 +25,8 @@ const OWN_COMMANDS: ReadonlySet<string> = new Set([
   'export-bundle',
   'fence',
   'revert',
+  'londiste-daemons',
+  'execute-sql',
   'help',
 ]);
 
@@ -215,12 +217,50 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
       'make this node the master: recipe override, reconfigure, replication role, slot, join bundle',
     )
     .option('--force', 'go on although the peer answers as a primary, or this node was fenced')
+    .option('--install-packages', 'londiste mode: install missing Skytools 3 packages with apt')
     .action(
       run(async (ctx, cmd) => {
+        const o = cmd.opts<{ force?: boolean; installPackages?: boolean }>();
         await (
           await import('./commands/setup-master/index.js')
-        ).setupMaster(ctx, { force: cmd.opts<{ force?: boolean }>().force === true });
+        ).setupMaster(ctx, { force: o.force === true, installPackages: o.installPackages === true });
       }, 'setup-master'),
+    );
+
+  program
+    .command('execute-sql')
+    .description(
+      'londiste mode, on the master: run a schema change (DDL file) through `londiste execute` on both nodes',
+    )
+    .argument('<file>', 'SQL file (applied once; a changed file is applied again)')
+    .action(
+      run(async (ctx, cmd) => {
+        await (await import('./commands/execute-sql/index.js')).executeSql(ctx, cmd.args[0] ?? '');
+      }, 'execute-sql'),
+    );
+
+  program
+    .command('londiste-daemons')
+    .description(
+      'londiste mode: supervise pgqd and the worker (run: in the foreground, as a service; start/stop: detached)',
+    )
+    .argument('<action>', 'run | start | stop | status')
+    .action(
+      run(async (ctx, cmd) => {
+        const action = cmd.args[0] ?? '';
+        if (!['run', 'start', 'stop', 'status'].includes(action)) {
+          throw new UsageError(`unknown action "${action}"`, 'use run, start, stop or status');
+        }
+        if (action === 'run') {
+          // A service manager stops the supervisor with SIGTERM: stop pgqd and the worker, then exit.
+          process.on('SIGTERM', () => {
+            abort.abort(new Error('terminated'));
+          });
+        }
+        await (
+          await import('./commands/londiste-daemons/index.js')
+        ).londisteDaemons(ctx, action as 'run' | 'start' | 'stop' | 'status');
+      }, 'londiste-daemons'),
     );
 
   program
@@ -241,6 +281,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
       '--wait-reindex',
       'wait for chef-server-ctl reindex to end (by default it runs in the background once the standby streams)',
     )
+    .option('--install-packages', 'londiste mode: install missing Skytools 3 packages with apt')
     .action(
       run(async (ctx, cmd) => {
         const o = cmd.opts<{
@@ -248,6 +289,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
           fromMaster?: string | boolean;
           force?: boolean;
           waitReindex?: boolean;
+          installPackages?: boolean;
         }>();
         if (o.bundle === undefined && o.fromMaster === undefined) {
           throw new UsageError(
@@ -260,6 +302,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
         ).setupSlave(ctx, {
           force: o.force === true,
           waitReindex: o.waitReindex === true,
+          installPackages: o.installPackages === true,
           ...(o.bundle === undefined ? {} : { bundle: o.bundle }),
           ...(o.fromMaster === undefined || o.fromMaster === false ? {} : { fromMaster: o.fromMaster }),
         });

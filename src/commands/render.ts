@@ -64,6 +64,8 @@ export function renderManagedFiles(ctx: CommandContext, options: RenderOptions):
       chefDatabase: config.chefServer.database,
       chefUsers: `${config.chefServer.sqlUser},${config.chefServer.sqlRoUser}`,
       chefCidr: cidrOf(config.postgres.host ?? '127.0.0.1'),
+      londiste: config.replication.mode === 'londiste',
+      selfCidr: cidrOf(config.node.address),
     }),
     recipeOverride: t.render('recipes-overrides/postgresql.rb', {
       chefHaVersion: VERSION,

@@ -21,6 +21,7 @@ import type { BundleEtcEntry, BundleManifest } from '../chef/bundle.js';
 import { BUNDLE_FORMAT, renderSums } from '../chef/bundle.js';
 import { renderSshArgv } from '../chef/ssh.js';
 import { VERSION } from './version.js';
+import { dumpTables, runLondisteAction } from '../londiste/actions.js';
 
 type Args = Readonly<Record<string, unknown>>;
 
@@ -419,7 +420,9 @@ export async function runAction(
     case 'copy-database':
       return copyDatabase(ctx, args);
     case 'dump-tables':
-      throw new Error('dump-tables is part of londiste mode, which is not implemented yet');
+      return dumpTables(ctx, args);
+    case 'londiste':
+      return runLondisteAction(ctx, args);
     case 'strip-auto-conf':
       return stripAutoConf(ctx, args);
     case 'move-into-place':

@@ -98,6 +98,36 @@ const schema = z.strictObject({
       reindexTimeoutMs: z.number().int().min(1000).default(600_000),
     })
     .prefault({}),
+  /** Londiste mode (Skytools 3): queue, daemons and tuned ticking (defaults from the lab's tuned runs). */
+  londiste: z
+    .strictObject({
+      /** The PgQ queue carrying the replicated tables' events. */
+      queue: z
+        .string()
+        .regex(/^[a-z_][a-z0-9_]{0,40}$/, 'a lower-case SQL identifier (letters, digits, "_")')
+        .default('chef_ha'),
+      /** Ini files, logs and pid files of pgqd and the worker; must be writable by postgres.osUser. */
+      dir: absPath.default('/var/lib/postgresql/chef-ha-londiste'),
+      /** pgqd ticker_period: how often pgqd calls pgq.ticker() (Skytools default 1000). */
+      tickerPeriodMs: z.number().int().min(10).max(60_000).default(100),
+      /** Queue ticker_max_lag: the longest an event waits for a tick (Skytools default 3000). */
+      tickerMaxLagMs: z.number().int().min(10).max(600_000).default(100),
+      /** Queue ticker_idle_period: a tick at least this often on an idle queue (Skytools default 60000). */
+      tickerIdlePeriodMs: z.number().int().min(100).max(3_600_000).default(1000),
+      /** Worker loop_delay: pause between batches (Skytools default 1000). */
+      loopDelayMs: z.number().int().min(10).max(60_000).default(100),
+      /** Tables copied at once during the initial copy (Skytools default 1). */
+      parallelCopies: z.number().int().min(1).max(16).default(3),
+      /** Worker retry delay after an error; decides how fast a takeover is noticed (Skytools default 20000). */
+      exceptionSleepMs: z.number().int().min(100).max(600_000).default(1000),
+      /** How long setup-slave waits for every table to reach `ok`. */
+      syncTimeoutMs: z.number().int().min(1000).default(900_000),
+      /** How often the supervisor checks pgqd and the worker. */
+      superviseIntervalMs: z.number().int().min(100).max(60_000).default(1000),
+      /** Disable Debian's own pgqd.service (it reads /etc/pgqd.ini and would tick the cluster twice). */
+      disableSystemPgqd: z.boolean().default(true),
+    })
+    .prefault({}),
   health: z
     .strictObject({
       listen: z.string().min(1).default('0.0.0.0'),

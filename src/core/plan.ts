@@ -4,7 +4,15 @@
  */
 
 export type CommandName =
-  'setup-master' | 'setup-slave' | 'failover' | 'fence' | 'reconfigure' | 'revert' | 'switchover' | 'rejoin';
+  | 'setup-master'
+  | 'setup-slave'
+  | 'failover'
+  | 'fence'
+  | 'reconfigure'
+  | 'revert'
+  | 'switchover'
+  | 'rejoin'
+  | 'execute-sql';
 
 /** Names of secrets kept under the state directory; steps refer to them, never to their values. */
 export type SecretName = 'replication';
@@ -108,7 +116,9 @@ export type ActionName =
   | 'record-state'
   | 'fence-peer-sql'
   | 'fence-peer-ssh'
-  | 'write-fence-file';
+  | 'write-fence-file'
+  /** Londiste mode's compound steps (src/londiste/actions.ts), chosen by args.op. */
+  | 'londiste';
 
 export interface Plan {
   readonly command: CommandName;

@@ -2,6 +2,8 @@
  * The ports: every effect chef-ha has goes through one of these (STYLE.md B4). Commands receive them in
  * the CommandContext; tests pass fakes.
  */
+import { spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +37,13 @@ export interface Process {
   isAlive(pid: number): boolean;
   /** Where templates/ and recipes-overrides/ are (the package root). */
   readonly packageRoot: string;
+  /** Sends a signal to a pid this program knows it started (from a pid file); false when it is gone. */
+  kill(pid: number, signal: NodeJS.Signals): boolean;
+  /**
+   * Starts a long-running child in its own session, detached from this process, output appended to
+   * logFile; returns its pid. For daemons chef-ha supervises (argv form only, no shell).
+   */
+  spawnDetached(argv: readonly [string, ...string[]], logFile: string): number;
 }
 
 export interface Ports {
@@ -82,6 +91,30 @@ export function createRealPorts(options: RealPortsOptions): Ports {
       isRoot,
       user,
       packageRoot: root,
+      kill(pid, signal) {
+        try {
+          process.kill(pid, signal);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      spawnDetached(argv, logFile) {
+        const fd = openSync(logFile, 'a', 0o600);
+        try {
+          const child = spawn(argv[0], argv.slice(1), {
+            detached: true,
+            stdio: ['ignore', fd, fd],
+          });
+          child.unref();
+          if (child.pid === undefined) {
+            throw new Error(`could not start ${argv.join(' ')}`);
+          }
+          return child.pid;
+        } finally {
+          closeSync(fd);
+        }
+      },
       isAlive(pid) {
         try {
           process.kill(pid, 0);

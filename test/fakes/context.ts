@@ -26,6 +26,18 @@ export class FakeProcess implements Process {
   isAlive(pid: number): boolean {
     return this.alive.has(pid);
   }
+  readonly signals: { readonly pid: number; readonly signal: string }[] = [];
+  readonly spawned: { readonly argv: readonly string[]; readonly logFile: string }[] = [];
+  kill(pid: number, signal: NodeJS.Signals): boolean {
+    this.signals.push({ pid, signal });
+    return this.alive.delete(pid);
+  }
+  spawnDetached(argv: readonly [string, ...string[]], logFile: string): number {
+    this.spawned.push({ argv, logFile });
+    const pid = 5000 + this.spawned.length;
+    this.alive.add(pid);
+    return pid;
+  }
 }
 
 export class FakeArchive implements Archive {

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { Config } from '../../src/core/config.js';
 import { desiredChefServerRb } from '../../src/commands/common.js';
 import { renderManagedFiles } from '../../src/commands/render.js';
+import { renderLondisteFiles } from '../../src/londiste/render.js';
 import type { Templates } from '../../src/ports/index.js';
 import { createTemplates } from '../../src/ports/templates.js';
 import { config, standbyConfig } from './config.js';
@@ -63,5 +64,12 @@ export function renderGoldens(): Map<string, string> {
     out.set(`${version}/postgresql.rb`, primary.recipeOverride);
     out.set(`${version}/chef-server.rb`, desiredChefServerRb(undefined, primaryConfig));
   }
+  // Londiste mode (PostgreSQL 15): pgqd and worker ini files, and the pg_hba block that admits the
+  // replication role to the Chef database.
+  const londiste = config({ replication: { mode: 'londiste' } });
+  const ini = renderLondisteFiles(commandContext({ config: londiste, templates: goldenTemplates() }).ctx);
+  out.set('londiste/pgqd.ini', ini.pgqdIni);
+  out.set('londiste/londiste.ini', ini.workerIni);
+  out.set('londiste/pg_hba-block.primary.conf', managedFiles(londiste, 'primary').hbaBlock);
   return out;
 }

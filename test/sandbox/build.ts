@@ -551,6 +551,9 @@ export async function writeChefHaConfig(
       },
     },
     health: { listen: plan.address, port: plan.ports.health },
+    // Londiste daemons' files under the stand-in host's postgres home; the sandbox host's systemd is
+    // not this node's, so Debian's pgqd.service is left alone.
+    londiste: { dir: join(p.pgHome, 'chef-ha-londiste'), disableSystemPgqd: false },
     stateDir: p.chefHaStateDir,
   };
   await mkdirOwned(dirname(p.chefHaConfig), 0o755);

@@ -557,13 +557,6 @@ describe('planSetupMaster refuses', () => {
       message: /^the OS user "postgres" \(postgres\.osUser\) does not exist/,
       hint: /postgres\.osUser/,
     },
-    {
-      scenario: 'londiste mode (not available yet)',
-      facts: pairFacts.freshMaster(),
-      config: config({ replication: { mode: 'londiste' } }),
-      message: /^replication\.mode "londiste" is not available yet; nothing was changed$/,
-      hint: /streaming/,
-    },
   ];
   for (const row of table) {
     test(`refuses ${row.scenario}`, () => {

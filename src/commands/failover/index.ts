@@ -10,6 +10,10 @@ import { renderManagedFiles } from '../render.js';
 import { confirmPlan } from '../confirm.js';
 
 export async function failover(ctx: CommandContext, options: FailoverOptions): Promise<void> {
+  if (ctx.config.replication.mode === 'londiste') {
+    await (await import('./londiste.js')).failoverLondiste(ctx, options);
+    return;
+  }
   await withLock(ctx, 'failover', () => run(ctx, options));
 }
 

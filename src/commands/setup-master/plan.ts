@@ -24,6 +24,8 @@ import {
 
 export interface SetupMasterOptions {
   readonly force: boolean;
+  /** Londiste mode: install missing Skytools packages with apt. */
+  readonly installPackages?: boolean;
 }
 
 export interface SetupMasterInput {
@@ -34,6 +36,8 @@ export interface SetupMasterInput {
   /** The settings lines of chef-ha.conf (to decide restart versus reload). */
   readonly settingsLines: readonly string[];
   readonly backupDir: string;
+  /** chef-server.rb as it will be before the rb step (a slave installs the master's first). */
+  readonly currentChefServerRb?: string | undefined;
 }
 
 /** The value of synchronous_standby_names naming the slave. */
@@ -46,6 +50,25 @@ export function syncStandbyNamesFor(standbyName: string): string {
  * @throws RefusedError when this node cannot safely become the master.
  */
 export function planSetupMaster(input: SetupMasterInput): Plan {
+  const { facts, config } = input;
+  if (config.replication.mode !== 'streaming') {
+    throw new Error(
+      'internal: planSetupMaster plans streaming mode; londiste mode is planned in londiste.ts',
+    );
+  }
+  const steps = planMasterBaseSteps(input);
+  const local = facts.local;
+  const server = local.pg.server;
+  return finishStreamingPlan(input, steps, server);
+}
+
+/**
+ * The steps every master needs whatever the replication mode: checks, recipe, chef-server.rb, managed
+ * PostgreSQL files, start/restart/reload, the Chef data on the distribution cluster, reconfigure, the
+ * replication secret and role.
+ * @throws RefusedError when this node cannot safely become the master.
+ */
+export function planMasterBaseSteps(input: SetupMasterInput): Step[] {
   const { facts, config, rendered, backupDir } = input;
   const local = facts.local;
   refuseBrokenEnvironment(local, config);
@@ -54,13 +77,6 @@ export function planSetupMaster(input: SetupMasterInput): Plan {
       `synchronous mode needs PostgreSQL 9.4 or later (ALTER SYSTEM); this node has ${config.postgres.version}; nothing was changed`,
       undefined,
       'set replication.synchronous to false, or upgrade PostgreSQL',
-    );
-  }
-  if (config.replication.mode !== 'streaming') {
-    throw new RefusedError(
-      `replication.mode "${config.replication.mode}" is not available yet; nothing was changed`,
-      undefined,
-      'set replication.mode to "streaming"',
     );
   }
   const server = local.pg.server;
@@ -78,7 +94,14 @@ export function planSetupMaster(input: SetupMasterInput): Plan {
       'run `chef-ha-ctl rejoin` to make it the standby of the new primary',
     );
   }
-  if (facts.peer.reachable && facts.peer.server && !facts.peer.server.inRecovery && !input.options.force) {
+  // In londiste mode both clusters are writable by design; londiste.ts checks the peer's cascade role.
+  if (
+    config.replication.mode === 'streaming' &&
+    facts.peer.reachable &&
+    facts.peer.server &&
+    !facts.peer.server.inRecovery &&
+    !input.options.force
+  ) {
     throw new RefusedError(
       `the peer ${config.peer.name} answers as a writable primary; two masters would split the pair; nothing was changed`,
       '--force',
@@ -90,7 +113,10 @@ export function planSetupMaster(input: SetupMasterInput): Plan {
   const dbOnDistribution = local.pg.database !== undefined;
   const steps: Step[] = [];
   steps.push(...planRecipeSteps(local, config, rendered, backupDir));
-  const rbStep = planChefServerRbStep(local.files.chefServerRb, config);
+  const rbStep = planChefServerRbStep(
+    'currentChefServerRb' in input ? input.currentChefServerRb : local.files.chefServerRb,
+    config,
+  );
   steps.push(rbStep);
   steps.push(...planConfigFileSteps(local, config, rendered));
   const desired = parseConfLines(input.settingsLines);
@@ -178,6 +204,16 @@ export function planSetupMaster(input: SetupMasterInput): Plan {
     args: { exists: local.pg.replicationRoleExists },
     done: local.pg.replicationRoleExists && local.secretPresent ? 'the role exists' : undefined,
   });
+  return steps;
+}
+
+function finishStreamingPlan(
+  input: SetupMasterInput,
+  steps: Step[],
+  server: PairFacts['local']['pg']['server'],
+): Plan {
+  const { facts, config, backupDir } = input;
+  const local = facts.local;
   const slot = slotOf(config.peer.name);
   const features = featuresFor(config.postgres.version);
   steps.push({

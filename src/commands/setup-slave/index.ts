@@ -14,8 +14,13 @@ import { planSetupSlave, type SetupSlaveOptions } from './plan.js';
 import { renderManagedFiles } from '../render.js';
 import { confirmPlan } from '../confirm.js';
 import { shellQuote } from '../../ports/index.js';
+import { planSetupSlaveLondiste } from './londiste.js';
+import { gatherLondisteFacts } from '../../londiste/facts.js';
+import { renderLondisteFiles } from '../../londiste/render.js';
 
 export interface SetupSlaveCliOptions extends SetupSlaveOptions {
+  /** Londiste mode: install missing Skytools packages with apt. */
+  readonly installPackages?: boolean;
   readonly bundle?: string;
   /** true: peer.ssh.target; a string: that [user@]host. */
   readonly fromMaster?: string | true;
@@ -164,6 +169,10 @@ async function run(ctx: CommandContext, options: SetupSlaveCliOptions): Promise<
     const facts = await gatherPairFacts(ctx, bundle.secret);
     const stored = await ctx.secrets.read('replication');
     const passfile = await files.readTextIfExists(config.postgres.passfile).catch(() => undefined);
+    if (config.replication.mode === 'londiste') {
+      await runLondiste(ctx, options, bundle, facts, stored === bundle.secret, passfile);
+      return;
+    }
     const rendered = renderManagedFiles(ctx, {
       role: 'standby',
       primary: { host: config.peer.address, port: config.peer.postgresPort },
@@ -205,6 +214,57 @@ async function run(ctx: CommandContext, options: SetupSlaveCliOptions): Promise<
     }
   } finally {
     await files.removeTree(workDir);
+  }
+}
+
+/** Londiste mode: the slave becomes a branch of the master's root (see londiste.ts). */
+async function runLondiste(
+  ctx: CommandContext,
+  options: SetupSlaveCliOptions,
+  bundle: LoadedBundle,
+  facts: Awaited<ReturnType<typeof gatherPairFacts>>,
+  secretMatches: boolean,
+  passfile: string | undefined,
+): Promise<void> {
+  const config = ctx.config;
+  // Facts as the bundle's secret sees the master (the stored one may be older or missing).
+  const stored = await ctx.secrets.read('replication');
+  const londiste = await gatherLondisteFacts(ctx, bundle.secret);
+  const rendered = renderManagedFiles(ctx, { role: 'primary' });
+  const plan = planSetupSlaveLondiste({
+    facts,
+    config,
+    options: { force: options.force },
+    rendered,
+    settingsLines: rendered.settingsLines,
+    backupDir: backupDirFor(config, ctx.ports.clock.now()),
+    londiste,
+    renderedLondiste: renderLondisteFiles(ctx),
+    installPackages: options.installPackages ?? false,
+    manifest: bundle.manifest,
+    bundleDir: bundle.dir,
+    bundleChefServerRb: bundle.files.get('etc-chef-server/chef-server.rb')?.toString('utf8'),
+    etcMatches: await etcMatchesBundle(ctx, bundle),
+    secretMatches: secretMatches && stored === bundle.secret,
+    passfileCurrent:
+      passfile !== undefined && passfile.includes(`:${config.replication.user}:${bundle.secret}`),
+  });
+  await confirmPlan(ctx, plan);
+  const result = await executePlan(ctx, plan, { dryRun: ctx.options.dryRun });
+  if (!ctx.options.dryRun) {
+    const dump = plan.steps.find((s) => s.id === 'backup-replicated-tables');
+    ctx.reporter.result(
+      `${config.node.name} is a Londiste branch of ${bundle.manifest.master.name} (queue ${config.londiste.queue}); tables ${config.chefServer.tables.join(', ')} replicate.${dump && !dump.done ? ` The slave's former rows of those tables: ${String((dump as { args?: { file?: string } }).args?.file)}` : ''} Backups: ${plan.backupDir ?? '-'}`,
+      {
+        command: 'setup-slave',
+        mode: 'londiste',
+        node: config.node.name,
+        master: bundle.manifest.master.name,
+        completed: result.completed,
+        skipped: result.skipped,
+        backupDir: plan.backupDir,
+      },
+    );
   }
 }
 

@@ -6,6 +6,10 @@ import { summarizeStatus } from './summarize.js';
 import { formatStatus } from './format.js';
 
 export async function status(ctx: CommandContext): Promise<void> {
+  if (ctx.config.replication.mode === 'londiste') {
+    await (await import('./londiste.js')).londisteStatus(ctx);
+    return;
+  }
   const facts = await gatherPairFacts(ctx);
   const summary = summarizeStatus(facts, ctx.config);
   ctx.reporter.result(formatStatus(summary), summary);

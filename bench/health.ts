@@ -1,7 +1,7 @@
 /**
  * Benchmark: the health endpoint's throughput and latency on /primary.
  *
- *   npx tsx bench/health.ts [--seconds 5] [--concurrency 1,8,32]
+ *   npx tsx bench/health.ts [--seconds 5] [--concurrency 1,8,32] [--quiet-wait-s 180]
  *
  * Builds a two-node sandbox, runs setup-master on chef-a, starts the real `chef-ha-ctl health-server`
  * for chef-a (its snapshot refreshes every second from PostgreSQL 15 while it serves), waits for
@@ -30,10 +30,12 @@ const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '5' },
     concurrency: { type: 'string', default: '1,8,32' },
+    'quiet-wait-s': { type: 'string', default: '180' },
   },
 });
 const durationMs = Number(values.seconds) * 1000;
 const levels = values.concurrency.split(',').map(Number);
+const quietWaitMs = Number(values['quiet-wait-s']) * 1000;
 if (!(durationMs > 0) || levels.some((c) => !Number.isInteger(c) || c < 1)) {
   console.error('usage: npx tsx bench/health.ts [--seconds S] [--concurrency 1,8,32]');
   process.exit(2);
@@ -119,10 +121,10 @@ async function main(): Promise<void> {
       await waitFor('/primary 200', async () => (await getStatus(url)) === 200, 30_000);
       await load(a.healthPort, 8, true); // warm-up
       for (const c of levels) {
-        await waitForQuiet(`keep-alive x${c}`);
+        await waitForQuiet(`keep-alive x${c}`, quietWaitMs);
         console.log(line(`keep-alive, ${c} connection(s)`, await load(a.healthPort, c, true)));
       }
-      await waitForQuiet('new connection per request');
+      await waitForQuiet('new connection per request', quietWaitMs);
       console.log(line('new connection per request x8', await load(a.healthPort, 8, false)));
     } finally {
       child.kill('SIGTERM');

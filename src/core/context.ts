@@ -71,6 +71,8 @@ export function statePaths(config: Config): {
   history: string;
   reindexJob: string;
   logs: string;
+  /** Written by the monitor while the primary runs asynchronous after losing its sync standby. */
+  degraded: string;
 } {
   const s = config.stateDir;
   return {
@@ -85,6 +87,7 @@ export function statePaths(config: Config): {
     history: path.join(s, 'history.jsonl'),
     reindexJob: path.join(s, 'reindex.json'),
     logs: path.join(s, 'logs'),
+    degraded: path.join(s, 'degraded.json'),
   };
 }
 

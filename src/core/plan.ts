@@ -116,6 +116,7 @@ export type ActionName =
   | 'record-state'
   | 'fence-peer-sql'
   | 'fence-peer-ssh'
+  | 'fence-proxy'
   | 'write-fence-file'
   /** Londiste mode's compound steps (src/londiste/actions.ts), chosen by args.op. */
   | 'londiste';

@@ -19,6 +19,10 @@ import type { Shell } from './shell.js';
 import { createShell } from './shell.js';
 import type { Templates } from './templates.js';
 import { createTemplates } from './templates.js';
+import type { HaproxyRuntime } from './haproxy.js';
+import { createHaproxyRuntime } from './haproxy.js';
+import type { Http } from './http.js';
+import { createHttp } from './http.js';
 
 export type { Archive } from './archive.js';
 export type { Clock } from './clock.js';
@@ -28,6 +32,8 @@ export { SqlError } from './postgres.js';
 export type { Shell, RunOptions, RunResult, DetachedOptions } from './shell.js';
 export { CommandError, shellQuote, redact } from './shell.js';
 export type { Templates } from './templates.js';
+export type { HaproxyRuntime } from './haproxy.js';
+export type { Http } from './http.js';
 
 export interface Process {
   readonly pid: number;
@@ -54,6 +60,10 @@ export interface Ports {
   readonly templates: Templates;
   readonly clock: Clock;
   readonly proc: Process;
+  /** HAProxy's runtime API (failover's proxy fence). */
+  readonly haproxy: HaproxyRuntime;
+  /** HTTP probes (health endpoints shown by status). */
+  readonly http: Http;
 }
 
 export interface RealPortsOptions {
@@ -86,6 +96,8 @@ export function createRealPorts(options: RealPortsOptions): Ports {
     archive: createArchive(),
     templates: createTemplates(root),
     clock: createClock(),
+    haproxy: createHaproxyRuntime(),
+    http: createHttp(),
     proc: {
       pid: process.pid,
       isRoot,

@@ -5,7 +5,7 @@
 import type { Config } from '../../src/core/config.js';
 import type { CommandContext, GlobalOptions } from '../../src/core/context.js';
 import { createSecretStore } from '../../src/core/context.js';
-import type { Archive, Ports, Process, Templates } from '../../src/ports/index.js';
+import type { Archive, HaproxyRuntime, Http, Ports, Process, Templates } from '../../src/ports/index.js';
 import { config as buildConfig } from './config.js';
 import { FakePostgres } from './fake-pg.js';
 import { FakeShell } from './fake-shell.js';
@@ -62,6 +62,28 @@ export class EchoTemplates implements Templates {
   }
 }
 
+/** Records runtime API commands; answers from `answers` (by address) or fails for addresses in `down`. */
+export class FakeHaproxy implements HaproxyRuntime {
+  readonly calls: { readonly address: string; readonly line: string }[] = [];
+  readonly down = new Set<string>();
+  answer = '';
+  command(address: string, line: string): Promise<string> {
+    this.calls.push({ address, line });
+    if (this.down.has(address)) {
+      return Promise.reject(new Error(`HAProxy runtime API at ${address}: connect ECONNREFUSED`));
+    }
+    return Promise.resolve(this.answer);
+  }
+}
+
+/** Answers HTTP probes from `statuses` (by URL); 0 (no answer) otherwise. */
+export class FakeHttp implements Http {
+  readonly statuses = new Map<string, number>();
+  status(url: string): Promise<number> {
+    return Promise.resolve(this.statuses.get(url) ?? 0);
+  }
+}
+
 export interface Fakes {
   readonly shell: FakeShell;
   readonly pg: FakePostgres;
@@ -69,6 +91,8 @@ export interface Fakes {
   readonly archive: FakeArchive;
   readonly clock: FixedClock;
   readonly proc: FakeProcess;
+  readonly haproxy: FakeHaproxy;
+  readonly http: FakeHttp;
   readonly reporter: RecordingReporter;
   /** Questions the context was asked to confirm. */
   readonly questions: string[];
@@ -95,6 +119,8 @@ export function commandContext(options: ContextOptions = {}): { readonly ctx: Co
     archive: new FakeArchive(),
     clock: new FixedClock(),
     proc: options.proc ?? new FakeProcess(),
+    haproxy: new FakeHaproxy(),
+    http: new FakeHttp(),
     reporter: new RecordingReporter(),
     questions: [] as string[],
     abort: new AbortController(),
@@ -107,6 +133,8 @@ export function commandContext(options: ContextOptions = {}): { readonly ctx: Co
     templates: options.templates ?? new EchoTemplates(),
     clock: fakes.clock,
     proc: fakes.proc,
+    haproxy: fakes.haproxy,
+    http: fakes.http,
   };
   const ctx: CommandContext = {
     config,

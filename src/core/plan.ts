@@ -47,6 +47,12 @@ export type Step =
       readonly progress?: boolean | undefined;
       /** Give the command the terminal (chef-server-ctl output shown as it comes). */
       readonly showOutput?: boolean | undefined;
+      /**
+       * A command run first, as the current user; its failure fails the step before argv runs
+       * (postgres.preStartHook: the pre-start guard where no systemd drop-in runs it).
+       */
+      readonly before?:
+        { readonly argv: readonly [string, ...string[]]; readonly timeoutMs: number } | undefined;
     })
   | (StepBase & {
       readonly kind: 'sql';
@@ -115,8 +121,11 @@ export function stepIds(plan: Plan): string[] {
 /** A one-line rendering of what a step will do, for dry-run and progress. */
 export function describeStep(step: Step): string {
   switch (step.kind) {
-    case 'run':
-      return `run ${step.user ? `(as ${step.user}) ` : ''}${step.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a}'`)).join(' ')}`;
+    case 'run': {
+      const q = (argv: readonly string[]): string =>
+        argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a}'`)).join(' ');
+      return `run ${step.before ? `${q(step.before.argv)}, then ` : ''}${step.user ? `(as ${step.user}) ` : ''}${q(step.argv)}`;
+    }
     case 'sql':
       return `sql on ${step.on} ${step.database}: ${step.text.replace(/\s+/g, ' ').trim().slice(0, 200)}`;
     case 'write':

@@ -223,7 +223,7 @@ describe('decideFailover promotes', () => {
     assert.ok(decision.action === 'promote');
     assert.equal(
       decision.lossNote,
-      'db1 cannot be asked its position; db2 has received WAL up to 1/0 and replayed up to 1/0, last message from db1 3.0s ago; in synchronous mode every acknowledged commit reached this node',
+      'db1 cannot be asked its position; db2 has received WAL up to 1/0 and replayed up to 1/0, last message from db1 3.0s ago; in synchronous mode every acknowledged commit reached this node, unless db1 stayed up after its last message (cut off rather than dead): its monitor then degraded it to asynchronous after monitor.degradeAfterMs (1000 ms) and commits acknowledged after that are not here',
     );
   });
 

@@ -605,3 +605,18 @@ describe('planFailover', () => {
     assert.equal(reindex.timeoutMs, 600_000);
   });
 });
+
+describe('decideFailover with a degraded pair', () => {
+  test('treats a synchronous pair whose master went asynchronous as asynchronous in the loss note', () => {
+    const facts = pairFacts.primaryWithStreamingStandby({ lagBytes: 4 * MiB });
+    const peer = facts.peer.server;
+    assert.ok(peer);
+    const degraded = { ...facts, peer: { ...facts.peer, server: { ...peer, synchronousStandbyNames: '' } } };
+    const decision = decideFailover(degraded, cfgSync, { force: true });
+    assert.ok(decision.action === 'promote');
+    assert.equal(
+      decision.lossNote,
+      'db2 is 4.0 MiB behind db1; db1 is not synchronous (degraded or never switched on), so the pair is treated as asynchronous',
+    );
+  });
+});

@@ -245,6 +245,7 @@ export async function runMonitor(ctx: CommandContext, options: MonitorOptions = 
   let peerInFlight = false;
   let peerStop = false;
   let lastReason = '';
+  let lastError = '';
   let loops = 0;
   reporter.event(
     `monitor: watching ${config.node.name} every ${config.monitor.loopMs} ms (${config.replication.synchronous ? `synchronous mode, degrade after ${config.monitor.degradeAfterMs} ms` : 'asynchronous mode'}; peer ${config.peer.name} at ${config.peer.address}:${config.peer.postgresPort})`,
@@ -294,12 +295,21 @@ export async function runMonitor(ctx: CommandContext, options: MonitorOptions = 
       lastReason = '';
       try {
         await act(ctx, action, local);
+        lastError = '';
       } catch (error) {
-        reporter.event(`monitor: ${action.action} failed (will try again): ${describeError(error)}`, {
-          event: 'error',
-          action: action.action,
-          error: describeError(error),
-        });
+        // Tried again every loop; said once per distinct failure, not five times a second.
+        const text = `${action.action}: ${describeError(error)}`;
+        if (text !== lastError) {
+          reporter.event(
+            `monitor: ${action.action} failed (trying again every loop): ${describeError(error)}`,
+            {
+              event: 'error',
+              action: action.action,
+              error: describeError(error),
+            },
+          );
+          lastError = text;
+        }
       }
     }
     const elapsed = ports.clock.now() - started;

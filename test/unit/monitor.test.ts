@@ -374,6 +374,34 @@ describe('monitor: probes never block', () => {
   });
 });
 
+describe('monitor: a failing action', () => {
+  test('is tried again every loop and reported once', async () => {
+    const { ctx, pg, reporter } = commandContext({ config: syncCfg });
+    pg.answer(
+      /oldest_sync_rep_wait_ms/,
+      [
+        {
+          in_recovery: false,
+          read_only: false,
+          synchronous_standby_names: WANT,
+          timeline: 1,
+          current_lsn: '0/5000000',
+          oldest_sync_rep_wait_ms: 1200,
+          standby: null,
+          now_ms: NOW,
+        },
+      ],
+      'local',
+    );
+    pg.fail(/ALTER SYSTEM/, 'ERROR:  could not open file "postgresql.auto.conf": Permission denied', 'local');
+    await runMonitor(ctx, { maxLoops: 3 });
+    assert.equal(pg.calls.filter((c) => c.method === 'execLocal').length, 3);
+    const errors = reporter.of('event').filter((e) => e.data['event'] === 'error');
+    assert.equal(errors.length, 1);
+    assert.match(errors[0]?.text ?? '', /degrade failed \(trying again every loop\): .*Permission denied/);
+  });
+});
+
 describe('guard', () => {
   const base: GuardFacts = {
     fence: { running: false, inRecovery: undefined, standbySignal: false, recoveryConf: false },

@@ -334,7 +334,7 @@ export async function machineLine(): Promise<string> {
  */
 export async function withSandbox<T>(
   prefix: string,
-  opts: { keep?: boolean; mode?: 'streaming' | 'londiste' },
+  opts: { keep?: boolean; mode?: 'streaming' | 'londiste'; sync?: boolean },
   fn: (sb: SandboxInfo, dir: string) => Promise<T>,
 ): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
@@ -354,7 +354,7 @@ export async function withSandbox<T>(
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const sb = await upSandbox(dir, { nodes: 2, mode: opts.mode ?? 'streaming', sync: false });
+    const sb = await upSandbox(dir, { nodes: 2, mode: opts.mode ?? 'streaming', sync: opts.sync ?? false });
     return await fn(sb, dir);
   } finally {
     process.off('SIGINT', onSignal);

@@ -29,6 +29,8 @@ const OWN_COMMANDS: ReadonlySet<string> = new Set([
   'execute-sql',
   'health-server',
   'haproxy-config',
+  'monitor',
+  'guard',
   'help',
 ]);
 
@@ -405,6 +407,41 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
           ...(o.output === undefined ? {} : { output: o.output }),
         });
       }, 'haproxy-config'),
+    );
+
+  program
+    .command('monitor')
+    .description(
+      'watch this node: degrade a stalled synchronous standby to async and back, fence a superseded primary',
+    )
+    .addOption(new Option('--max-loops <n>', 'stop after n loops (tests)').hideHelp())
+    .action(
+      run(async (ctx, cmd) => {
+        // A service manager stops the monitor with SIGTERM: finish the current action, then end. `on`,
+        // not `once`: execa's exit hook re-raises the signal when it finds no other listener left.
+        process.on('SIGTERM', () => {
+          abort.abort(new Error('terminated'));
+        });
+        const o = cmd.opts<{ maxLoops?: string }>();
+        const maxLoops = o.maxLoops === undefined ? undefined : Number(o.maxLoops);
+        if (maxLoops !== undefined && (!Number.isInteger(maxLoops) || maxLoops < 1)) {
+          throw new UsageError('--max-loops needs a positive integer');
+        }
+        await (
+          await import('./commands/monitor/index.js')
+        ).monitor(ctx, maxLoops === undefined ? {} : { maxLoops });
+      }, 'monitor'),
+    );
+
+  program
+    .command('guard', { hidden: true })
+    .description(
+      'before PostgreSQL starts (systemd ExecStartPre): make the start read-only if this node is fenced or superseded',
+    )
+    .action(
+      run(async (ctx) => {
+        await (await import('./commands/guard/index.js')).guard(ctx);
+      }, 'guard'),
     );
 
   program

@@ -36,3 +36,13 @@ export function postgresqlConfPath(config: Config): string {
 export function autoConfPath(config: Config): string {
   return path.join(config.postgres.dataDir, 'postgresql.auto.conf');
 }
+
+/** The systemd drop-in that runs the pre-start guard before the distribution cluster starts. */
+export function guardDropInPath(config: Config): string {
+  const pg = config.postgres;
+  return path.join(
+    pg.systemdUnitDir,
+    `postgresql@${pg.version}-${pg.cluster}.service.d`,
+    'chef-ha-guard.conf',
+  );
+}

@@ -16,6 +16,7 @@ import {
   pgHbaPath,
   postgresqlConfPath,
   recipePath,
+  guardDropInPath,
 } from '../chef/paths.js';
 import { renderServiceCommand, type ServiceVerb } from '../pg/manager.js';
 
@@ -28,6 +29,8 @@ export interface Rendered {
   readonly recipeOverride: string;
   readonly chefHaConf: string;
   readonly hbaBlock: string;
+  /** The systemd drop-in running the pre-start guard (pg_ctlcluster hosts with systemd). */
+  readonly guardDropIn?: string;
 }
 
 /** Settings whose change needs a restart rather than a reload. */
@@ -186,7 +189,21 @@ export function serviceStep(
   stopMode?: 'fast' | 'immediate',
 ): Step {
   const cmd = renderServiceCommand(config, verb, stopMode);
-  return { kind: 'run', id, title, argv: cmd.argv, user: cmd.user, timeoutMs: cmd.timeoutMs, done };
+  const hook = config.postgres.preStartHook;
+  const before =
+    hook && (verb === 'start' || verb === 'restart')
+      ? { argv: hook as unknown as readonly [string, ...string[]], timeoutMs: 60_000 }
+      : undefined;
+  return {
+    kind: 'run',
+    id,
+    title,
+    argv: cmd.argv,
+    user: cmd.user,
+    timeoutMs: cmd.timeoutMs,
+    done,
+    ...(before ? { before } : {}),
+  };
 }
 
 /** The pg_hba.conf text with chef-ha's block at the top (first match wins). */
@@ -230,7 +247,42 @@ export function planConfigFileSteps(local: LocalFacts, config: Config, rendered:
     owner: config.postgres.osUser,
     done: hba === local.files.pgHba ? 'pg_hba.conf block is current' : undefined,
   });
+  steps.push(...planGuardDropInSteps(local, config, rendered));
   return steps;
+}
+
+/**
+ * The pre-start guard's systemd drop-in and the daemon-reload that makes systemd read it: only where
+ * the cluster is started through pg_ctlcluster (which hands over to systemd) and systemd is there.
+ */
+export function planGuardDropInSteps(local: LocalFacts, config: Config, rendered: Rendered): Step[] {
+  if (
+    config.postgres.manager !== 'pg_ctlcluster' ||
+    !local.systemdUnitDirExists ||
+    rendered.guardDropIn === undefined
+  ) {
+    return [];
+  }
+  const current = local.files.guardDropIn === rendered.guardDropIn;
+  return [
+    {
+      kind: 'write',
+      id: 'install-guard-drop-in',
+      title: `run the pre-start guard before postgresql@${config.postgres.version}-${config.postgres.cluster} starts (systemd drop-in)`,
+      path: guardDropInPath(config),
+      content: rendered.guardDropIn,
+      mode: 0o644,
+      done: current ? 'the drop-in is current' : undefined,
+    },
+    {
+      kind: 'run',
+      id: 'systemd-daemon-reload',
+      title: 'make systemd read the drop-in',
+      argv: ['systemctl', 'daemon-reload'],
+      timeoutMs: 60_000,
+      done: current ? 'the drop-in did not change' : undefined,
+    },
+  ];
 }
 
 /** Whether the running server needs a restart for chef-ha's settings (compared with desired values). */

@@ -2,6 +2,7 @@
  * Renders the files chef-ha manages through the templates port, for planners to compare with what is
  * installed. The only place commands call the templates port.
  */
+import * as path from 'node:path';
 import type { CommandContext } from '../core/context.js';
 import { VERSION } from '../core/version.js';
 import { featuresFor, renderServerSettings, renderStandbySettings } from '../pg/version.js';
@@ -66,6 +67,14 @@ export function renderManagedFiles(ctx: CommandContext, options: RenderOptions):
       chefCidr: cidrOf(config.postgres.host ?? '127.0.0.1'),
       londiste: config.replication.mode === 'londiste',
       selfCidr: cidrOf(config.node.address),
+    }),
+    guardDropIn: t.render('templates/postgresql-guard.conf.hbs', {
+      chefHaVersion: VERSION,
+      pgVersion: config.postgres.version,
+      cluster: config.postgres.cluster,
+      // The package's command (DESIGN.md section 9: <root>/bin/chef-ha-ctl) and this run's config file.
+      ctl: path.join(ctx.ports.proc.packageRoot, 'bin', 'chef-ha-ctl'),
+      configPath: path.resolve(ctx.options.configPath),
     }),
     recipeOverride: t.render('recipes-overrides/postgresql.rb', {
       chefHaVersion: VERSION,

@@ -113,6 +113,13 @@ const schema = z.strictObject({
       cluster: z.string().min(1).default('main'),
       logFile: absPath.optional(),
       passfile: absPath.default('/var/lib/postgresql/.chef-ha.pgpass'),
+      /**
+       * argv run (as root) before chef-ha starts PostgreSQL, for managers without systemd: the sandbox sets
+       * it to `chef-ha-ctl guard`. In production the systemd drop-in runs the guard instead.
+       */
+      preStartHook: z.array(z.string().min(1)).min(1).optional(),
+      /** Where setup-* installs the guard's drop-in for postgresql@<version>-<cluster>.service. */
+      systemdUnitDir: absPath.default('/etc/systemd/system'),
     })
     .prefault({}),
   chefServer: z
@@ -200,6 +207,24 @@ const schema = z.strictObject({
         .min(0)
         .default(16 * 1024 * 1024),
       promoteTimeoutMs: z.number().int().min(1000).default(30_000),
+    })
+    .prefault({}),
+  monitor: z
+    .strictObject({
+      /** How often the monitor samples the local server (and starts a probe of the peer). */
+      loopMs: z.number().int().min(20).max(10_000).default(200),
+      /** The longest a commit may wait for the synchronous standby before the primary goes asynchronous. */
+      degradeAfterMs: z.number().int().min(100).default(1000),
+      /** Timeout of each local query; a query that takes longer counts as "no answer". */
+      queryTimeoutMs: z.number().int().min(100).default(2000),
+      /** Connect and statement timeout of each probe of the peer. */
+      peerTimeoutMs: z.number().int().min(100).default(1000),
+      /** Synchronous mode is restored once the standby's flush position is at most this far behind. */
+      restoreMaxLagBytes: z
+        .number()
+        .int()
+        .min(0)
+        .default(1024 * 1024),
     })
     .prefault({}),
   stateDir: absPath.default('/var/opt/chef-ha'),

@@ -105,6 +105,17 @@ async function performStep(ctx: CommandContext, step: Step): Promise<string | un
         );
         return `running in the background (pid ${pid}); log: ${step.background.log}`;
       }
+      if (step.before) {
+        const hook = await shell.run(step.before.argv, { timeoutMs: step.before.timeoutMs });
+        if (hook.exitCode !== 0) {
+          throw new CommandError(
+            step.before.argv.join(' '),
+            hook.exitCode,
+            hook.stderr || hook.stdout,
+            `the pre-start hook exited ${hook.exitCode}, so ${step.argv[0]} was not run`,
+          );
+        }
+      }
       const result = await shell.run(step.argv, {
         user: step.user,
         env: step.env,

@@ -23,10 +23,12 @@ import {
 import { quoteLiteral } from '../pg/conninfo.js';
 import type { RecipeIdentity } from '../chef/recipe.js';
 import { identifyRecipe } from '../chef/recipe.js';
+import { parseDegradedRecord, type DegradedRecord } from '../monitor/decide.js';
 import {
   autoConfPath,
   chefHaConfPath,
   chefServerRbPath,
+  guardDropInPath,
   pgHbaPath,
   postgresqlConfPath,
   recipePath,
@@ -101,7 +103,10 @@ export interface LocalFacts {
     readonly pgHba?: string;
     readonly postgresqlConf?: string;
     readonly chefServerRb?: string;
+    /** The pre-start guard's systemd drop-in, as installed. */
+    readonly guardDropIn?: string;
   };
+  readonly systemdUnitDirExists: boolean;
   readonly recipe: RecipeIdentity & { readonly path: string };
   readonly recordedOriginalSha256?: string;
   readonly binaries: Readonly<Record<string, boolean>>;
@@ -121,6 +126,8 @@ export interface LocalFacts {
   /** A failover to this node started and has not finished. */
   readonly failoverInProgress: boolean;
   readonly fenced?: { readonly at: string; readonly reason: string };
+  /** The monitor switched this primary to asynchronous (degraded.json). */
+  readonly degraded?: DegradedRecord;
   readonly osUserKnown: boolean;
   readonly embedded: {
     readonly running: boolean;
@@ -425,11 +432,13 @@ export async function gatherLocalFacts(ctx: CommandContext): Promise<LocalFacts>
   const fenced = await readFenceRecord(ctx);
   const basebackupPhase = await readBasebackupPhase(ctx);
   const reindexJob = await readReindexJob(ctx);
+  const degraded = parseDegradedRecord(await safe(() => files.readTextIfExists(paths.degraded), undefined));
   const [pgFacts, embedded] = await Promise.all([gatherLocalPg(ctx), gatherEmbedded(ctx)]);
   const chefHaConf = await safe(() => files.readTextIfExists(chefHaConfPath(config)), undefined);
   const pgHba = await safe(() => files.readTextIfExists(pgHbaPath(config)), undefined);
   const postgresqlConf = await safe(() => files.readTextIfExists(postgresqlConfPath(config)), undefined);
   const chefServerRb = await safe(() => files.readTextIfExists(chefServerRbPath(config)), undefined);
+  const guardDropIn = await safe(() => files.readTextIfExists(guardDropInPath(config)), undefined);
   return {
     pg: pgFacts,
     dataDir: {
@@ -445,7 +454,9 @@ export async function gatherLocalFacts(ctx: CommandContext): Promise<LocalFacts>
       ...(pgHba === undefined ? {} : { pgHba }),
       ...(postgresqlConf === undefined ? {} : { postgresqlConf }),
       ...(chefServerRb === undefined ? {} : { chefServerRb }),
+      ...(guardDropIn === undefined ? {} : { guardDropIn }),
     },
+    systemdUnitDirExists: await safe(() => files.exists(config.postgres.systemdUnitDir), false),
     recipe,
     ...(recordedOriginalSha256 ? { recordedOriginalSha256 } : {}),
     binaries,
@@ -458,6 +469,7 @@ export async function gatherLocalFacts(ctx: CommandContext): Promise<LocalFacts>
     ...(reindexJob ? { reindexJob } : {}),
     failoverInProgress: await safe(() => files.exists(paths.failoverMarker), false),
     ...(fenced ? { fenced } : {}),
+    ...(degraded ? { degraded } : {}),
     osUserKnown: (await files.lookupUser(config.postgres.osUser)) !== undefined,
     embedded,
   };

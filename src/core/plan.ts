@@ -65,6 +65,12 @@ export type Step =
        * `<log>.exit`, and `job` (a JSON record: pid, log, start time) names it for `status`.
        */
       readonly background?: { readonly log: string; readonly job: string } | undefined;
+      /**
+       * A command run first, as the current user; its failure fails the step before argv runs
+       * (postgres.preStartHook: the pre-start guard where no systemd drop-in runs it).
+       */
+      readonly before?:
+        { readonly argv: readonly [string, ...string[]]; readonly timeoutMs: number } | undefined;
     })
   | (StepBase & {
       readonly kind: 'sql';
@@ -150,8 +156,11 @@ export function stepIds(plan: Plan): string[] {
 /** A one-line rendering of what a step will do, for dry-run and progress. */
 export function describeStep(step: Step): string {
   switch (step.kind) {
-    case 'run':
-      return `run ${step.user ? `(as ${step.user}) ` : ''}${step.argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a}'`)).join(' ')}${step.background ? ` in the background (log ${step.background.log})` : ''}`;
+    case 'run': {
+      const q = (argv: readonly string[]): string =>
+        argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a}'`)).join(' ');
+      return `run ${step.before ? `${q(step.before.argv)}, then ` : ''}${step.user ? `(as ${step.user}) ` : ''}${q(step.argv)}${step.background ? ` in the background (log ${step.background.log})` : ''}`;
+    }
     case 'sql':
       return `sql on ${step.on} ${step.database}: ${step.text.replace(/\s+/g, ' ').trim().slice(0, 200)}`;
     case 'write':

@@ -23,6 +23,11 @@ export interface Reporter {
   /** Raw bytes for stdout (export-bundle to stdout). */
   raw(data: Buffer): void;
   error(message: string, hint?: string): void;
+  /**
+   * One event of a long-running command (monitor: degrade, restore, fence): a timestamped line on
+   * stderr, or with --json one JSON object per line on stdout.
+   */
+  event(text: string, data: Readonly<Record<string, unknown>>): void;
 }
 
 export interface ReporterOptions {
@@ -98,6 +103,13 @@ export function createReporter(options: ReporterOptions): Reporter {
     },
     raw(data) {
       process.stdout.write(data);
+    },
+    event(text, data) {
+      if (options.json) {
+        process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...data })}\n`);
+      } else {
+        err(`${new Date().toISOString()} ${c.bold(text)}`);
+      }
     },
     error(message, hint) {
       if (options.json) {

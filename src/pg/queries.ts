@@ -77,3 +77,31 @@ export const CHEF_DATA_QUERY = `SELECT t.name,
 export function createSlotSql(slotLiteral: string): string {
   return `SELECT pg_create_physical_replication_slot(${slotLiteral}) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = ${slotLiteral});`;
 }
+
+/**
+ * The monitor's sample of its own server, one row: role, timeline, WAL position, the synchronous
+ * standby's row and the age of the oldest commit waiting for it (wait_event SyncRep). Ages come from
+ * the server's clock_timestamp(), so that they do not depend on when the answer arrives.
+ */
+export function monitorSampleQuery(f: PgFeatures, standbyLiteral: string): string {
+  const replyTime = f.replyTime ? '(extract(epoch FROM reply_time) * 1000)::float8' : 'NULL::float8';
+  return `SELECT pg_is_in_recovery() AS in_recovery,
+       current_setting('default_transaction_read_only') = 'on' AS read_only,
+       current_setting('synchronous_standby_names') AS synchronous_standby_names,
+       (SELECT timeline FROM (${currentTimelineQuery(f)}) t) AS timeline,
+       CASE WHEN pg_is_in_recovery() THEN NULL ELSE ${f.fn.currentLsn}()::text END AS current_lsn,
+       (SELECT (extract(epoch FROM clock_timestamp() - min(query_start)) * 1000)::float8
+          FROM pg_stat_activity WHERE wait_event = 'SyncRep') AS oldest_sync_rep_wait_ms,
+       (SELECT row_to_json(r) FROM (
+          SELECT state, sync_state, ${f.fn.flushColumn}::text AS flush_lsn, ${replyTime} AS reply_time_ms
+            FROM pg_stat_replication WHERE application_name = ${standbyLiteral}
+           ORDER BY backend_start DESC LIMIT 1) r) AS standby,
+       (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS now_ms`;
+}
+
+/** What the monitor and the guard ask the peer: is it a writable primary, and on which timeline. */
+export function peerRoleQuery(f: PgFeatures): string {
+  return `SELECT pg_is_in_recovery() AS in_recovery,
+       current_setting('default_transaction_read_only') = 'on' AS read_only,
+       (SELECT timeline FROM (${currentTimelineQuery(f)}) t) AS timeline`;
+}

@@ -46,6 +46,8 @@ export interface PgFeatures {
   readonly sqlPromote: boolean;
   /** GRANT ALTER SYSTEM ON PARAMETER (15+): the peer can fence and switch sync mode without superuser. */
   readonly parameterGrants: boolean;
+  /** pg_stat_replication.reply_time (12+): when the standby last replied. */
+  readonly replyTime: boolean;
   /** pg_basebackup argv for WAL and slot. */
   readonly basebackupWalArgs: readonly string[];
   readonly basebackupSlotArg: boolean;
@@ -88,6 +90,7 @@ export function featuresFor(version: string): PgFeatures {
     pgRewind: n >= 905,
     sqlPromote: n >= 1200,
     parameterGrants: n >= 1500,
+    replyTime: n >= 1200,
     basebackupWalArgs: n <= 902 ? ['-x'] : ['-X', 'stream'],
     basebackupSlotArg: n >= 906,
     fn: modern

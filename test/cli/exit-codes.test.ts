@@ -100,4 +100,44 @@ describe('chef-ha-ctl exit codes', () => {
     assert.equal(r.code, 3);
     assert.match(r.stderr, /from-env\.json does not exist/);
   });
+
+  test('monitor: a bad --max-loops is a usage error (2), --dry-run is refused (4), an invalid monitor key is a config error (3)', async () => {
+    const file = join(dir, 'monitor.json');
+    await writeFile(
+      file,
+      JSON.stringify({
+        node: { name: 'chef-a', address: '127.0.0.1' },
+        peer: { name: 'chef-b', address: '127.0.0.1' },
+        stateDir: join(dir, 'state'),
+      }),
+    );
+    const usage = await runCliRaw(['--config', file, 'monitor', '--max-loops', '0']);
+    assert.equal(usage.code, 2, usage.stderr);
+    assert.match(usage.stderr, /--max-loops needs a positive integer/);
+    const dry = await runCliRaw(['--config', file, '--dry-run', 'monitor']);
+    assert.equal(dry.code, 4, dry.stderr);
+    assert.match(dry.stderr, /monitor has no dry run/);
+    const bad = join(dir, 'monitor-bad.json');
+    await writeFile(
+      bad,
+      JSON.stringify({
+        node: { name: 'chef-a', address: '127.0.0.1' },
+        peer: { name: 'chef-b', address: '127.0.0.1' },
+        monitor: { loopMs: 5, degradeAfterMS: 1000 },
+      }),
+    );
+    const cfg = await runCliRaw(['--config', bad, 'monitor']);
+    assert.equal(cfg.code, 3, cfg.stderr);
+    assert.match(cfg.stderr, /monitor\.loopMs: /);
+    assert.match(cfg.stderr, /unknown key "degradeAfterMS"/);
+  });
+
+  test('guard is hidden from --help but answers its own --help', async () => {
+    const all = await runCliRaw(['--help']);
+    assert.match(all.stdout, /monitor/);
+    assert.doesNotMatch(all.stdout, /\bguard\b/);
+    const own = await runCliRaw(['guard', '--help']);
+    assert.equal(own.code, 0);
+    assert.match(own.stdout, /before PostgreSQL starts/);
+  });
 });

@@ -191,6 +191,7 @@ export function localFacts(overrides: LocalOverrides = {}): LocalFacts {
     stagingExists: false,
     failoverInProgress: false,
     osUserKnown: true,
+    systemdUnitDirExists: false,
     ...rest,
     pg: localPg(pg),
     dataDir: {

@@ -64,6 +64,9 @@ export function renderGoldens(): Map<string, string> {
     out.set(`${version}/pg_hba-block.standby.conf`, standby.hbaBlock);
     out.set(`${version}/postgresql.rb`, primary.recipeOverride);
     out.set(`${version}/chef-server.rb`, desiredChefServerRb(undefined, primaryConfig));
+    if (primary.guardDropIn !== undefined) {
+      out.set(`${version}/postgresql-guard.conf`, primary.guardDropIn);
+    }
   }
   // Londiste mode (PostgreSQL 15): pgqd and worker ini files, and the pg_hba block that admits the
   // replication role to the Chef database.

@@ -25,7 +25,8 @@ export type ReporterCall =
   | { readonly method: 'log'; readonly text: string }
   | { readonly method: 'result'; readonly text: string; readonly data: unknown }
   | { readonly method: 'raw'; readonly data: Buffer }
-  | { readonly method: 'error'; readonly message: string; readonly hint: string | undefined };
+  | { readonly method: 'error'; readonly message: string; readonly hint: string | undefined }
+  | { readonly method: 'event'; readonly text: string; readonly data: Readonly<Record<string, unknown>> };
 
 export class RecordingReporter implements Reporter {
   readonly calls: ReporterCall[] = [];
@@ -59,6 +60,9 @@ export class RecordingReporter implements Reporter {
   }
   raw(data: Buffer): void {
     this.calls.push({ method: 'raw', data });
+  }
+  event(text: string, data: Readonly<Record<string, unknown>>): void {
+    this.calls.push({ method: 'event', text, data });
   }
   error(message: string, hint?: string): void {
     this.calls.push({ method: 'error', message, hint });

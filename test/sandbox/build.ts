@@ -534,6 +534,14 @@ export async function writeChefHaConfig(
       manager: 'pg_ctl',
       logFile: p.pgLogFile,
       passfile: p.pgPassfile,
+      // No systemd here: chef-ha runs the pre-start guard itself before each start, as the drop-in would.
+      preStartHook: [
+        process.execPath,
+        join(REPO_ROOT, 'dist', 'cli.js'),
+        '--config',
+        p.chefHaConfig,
+        'guard',
+      ],
     },
     chefServer: {
       ctl: p.ctl,

@@ -223,7 +223,7 @@ describe('decideFailover promotes', () => {
     assert.ok(decision.action === 'promote');
     assert.equal(
       decision.lossNote,
-      'db1 cannot be asked its position; db2 has received WAL up to 1/0 and replayed up to 1/0, last message from db1 3.0s ago; in synchronous mode every acknowledged commit reached this node',
+      'db1 cannot be asked its position; db2 has received WAL up to 1/0 and replayed up to 1/0, last message from db1 3.0s ago; in synchronous mode every acknowledged commit reached this node, unless db1 stayed up after its last message (cut off rather than dead): its monitor then degraded it to asynchronous after monitor.degradeAfterMs (1000 ms) and commits acknowledged after that are not here',
     );
   });
 
@@ -603,5 +603,20 @@ describe('planFailover', () => {
     assert.ok(reindex.kind === 'run');
     assert.deepEqual(reindex.argv, ['/opt/chef-server/bin/chef-server-ctl', 'reindex']);
     assert.equal(reindex.timeoutMs, 600_000);
+  });
+});
+
+describe('decideFailover with a degraded pair', () => {
+  test('treats a synchronous pair whose master went asynchronous as asynchronous in the loss note', () => {
+    const facts = pairFacts.primaryWithStreamingStandby({ lagBytes: 4 * MiB });
+    const peer = facts.peer.server;
+    assert.ok(peer);
+    const degraded = { ...facts, peer: { ...facts.peer, server: { ...peer, synchronousStandbyNames: '' } } };
+    const decision = decideFailover(degraded, cfgSync, { force: true });
+    assert.ok(decision.action === 'promote');
+    assert.equal(
+      decision.lossNote,
+      'db2 is 4.0 MiB behind db1; db1 is not synchronous (degraded or never switched on), so the pair is treated as asynchronous',
+    );
   });
 });

@@ -38,7 +38,7 @@ describe('golden renderings', () => {
     );
   });
 
-  test('covers every template for each version: conf as primary and standby, standby file, pg_hba, recipe, chef-server.rb', () => {
+  test('covers every template for each version: conf as primary and standby, standby file, pg_hba, recipe, chef-server.rb, guard drop-in', () => {
     for (const version of GOLDEN_VERSIONS) {
       const names = [...renderings.keys()].filter((rel) => rel.startsWith(`${version}/`)).sort();
       const standbyFile = version === '9.2' ? 'recovery.conf' : 'standby.signal';
@@ -51,6 +51,7 @@ describe('golden renderings', () => {
           'pg_hba-block.primary.conf',
           'pg_hba-block.standby.conf',
           'postgresql.rb',
+          'postgresql-guard.conf',
           standbyFile,
         ]
           .map((n) => `${version}/${n}`)

@@ -390,3 +390,32 @@ describe('summarizeStatus: the background reindex of setup-slave', () => {
     assert.match(s.problems[0] ?? '', /ended without a status/);
   });
 });
+
+describe('summarizeStatus: sync degrade', () => {
+  test('shows when and at which LSN the monitor switched the primary to asynchronous, and what it means', () => {
+    const facts = primaryView({ syncState: 'async' });
+    const degraded = {
+      ...facts,
+      local: {
+        ...facts.local,
+        degraded: { since: '2026-01-15T12:00:00.000Z', lsn: '0/5000100', standby: 'db2' },
+      },
+    };
+    const s = summarizeStatus(degraded, sync);
+    assert.deepEqual(s.syncDegraded, { since: '2026-01-15T12:00:00.000Z', lsn: '0/5000100', standby: 'db2' });
+    assert.equal(s.verdict, 'degraded');
+    assert.ok(
+      s.problems.includes(
+        'synchronous mode degraded since 2026-01-15T12:00:00.000Z at LSN 0/5000100: db2 stopped confirming, so writes acknowledged since then exist only on db1 until db2 catches up (the monitor restores sync mode then)',
+      ),
+    );
+    assert.match(
+      formatStatus(s),
+      /^chef-ha pair: streaming, synchronous DEGRADED since 2026-01-15T12:00:00.000Z at LSN 0\/5000100 — DEGRADED$/m,
+    );
+  });
+
+  test('has no degrade note without the record', () => {
+    assert.equal(summarizeStatus(primaryView({ syncState: 'sync' }), sync).syncDegraded, null);
+  });
+});

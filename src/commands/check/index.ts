@@ -5,6 +5,7 @@ import { StatusExit, ExitCode } from '../../core/errors.js';
 import type { PairFacts } from '../../core/facts.js';
 import type { Config } from '../../core/config.js';
 import { formatBytes } from '../../pg/lsn.js';
+import { guardDropInPath } from '../../chef/paths.js';
 import { routeWindow } from '../../haproxy/view.js';
 
 /**
@@ -154,6 +155,25 @@ export function evaluateChecks(facts: PairFacts, config: Config): CheckResult[] 
   });
   if (config.haproxy.configured) {
     out.push(evaluateHaproxyWindow(config));
+  }
+  if (config.postgres.manager === 'pg_ctlcluster' && l.systemdUnitDirExists) {
+    out.push(
+      l.files.guardDropIn !== undefined
+        ? { name: 'pre-start-guard', level: 'ok', detail: `systemd drop-in ${guardDropInPath(config)}` }
+        : {
+            name: 'pre-start-guard',
+            level: l.secretPresent ? 'warn' : 'ok',
+            detail: l.secretPresent
+              ? `no systemd drop-in ${guardDropInPath(config)}: a fenced or superseded old master could start writable; run setup-master or setup-slave again to install it`
+              : 'not set up yet: setup-master / setup-slave install the systemd drop-in',
+          },
+    );
+  } else if (config.postgres.preStartHook) {
+    out.push({
+      name: 'pre-start-guard',
+      level: 'ok',
+      detail: `postgres.preStartHook runs before chef-ha's own starts (no systemd drop-in for manager ${config.postgres.manager})`,
+    });
   }
   if (l.fenced) {
     out.push({

@@ -101,12 +101,18 @@ export function decideFailover(facts: PairFacts, config: Config, options: Failov
         hint: `wait for ${me} to catch up (chef-ha-ctl status), or re-run with --force to accept losing them`,
       };
     }
-    lossNote = `${me} is ${formatBytes(lag)} behind ${peer}`;
+    const degraded =
+      config.replication.synchronous && peerServer.synchronousStandbyNames.trim() === ''
+        ? `; ${peer} is not synchronous (degraded or never switched on), so the pair is treated as asynchronous`
+        : '';
+    lossNote = `${me} is ${formatBytes(lag)} behind ${peer}${degraded}`;
   } else {
     const wr = local.server.walReceiver;
     const age = wr?.last_msg_age_s;
+    // In synchronous mode the master's monitor degrades to asynchronous once this standby has stopped
+    // confirming for monitor.degradeAfterMs: a dead master lost nothing, a cut-off one may have gone on.
     const sync = config.replication.synchronous;
-    lossNote = `${peer} cannot be asked its position; ${me} has received WAL up to ${local.server.receiveLsn ?? '?'} and replayed up to ${replay ?? '?'}${age !== null && age !== undefined ? `, last message from ${peer} ${age.toFixed(1)}s ago` : ''}; ${sync ? 'in synchronous mode every acknowledged commit reached this node' : 'in asynchronous mode commits of the last moments before the fault may be lost'}`;
+    lossNote = `${peer} cannot be asked its position; ${me} has received WAL up to ${local.server.receiveLsn ?? '?'} and replayed up to ${replay ?? '?'}${age !== null && age !== undefined ? `, last message from ${peer} ${age.toFixed(1)}s ago` : ''}; ${sync ? `in synchronous mode every acknowledged commit reached this node, unless ${peer} stayed up after its last message (cut off rather than dead): its monitor then degraded it to asynchronous after monitor.degradeAfterMs (${config.monitor.degradeAfterMs} ms) and commits acknowledged after that are not here` : 'in asynchronous mode commits of the last moments before the fault may be lost'}`;
   }
   return {
     action: 'promote',

@@ -35,7 +35,7 @@ export function formatStatus(s: PairStatus): string {
       .join('  ')
       .trimEnd();
   const out = [
-    `chef-ha pair: ${s.mode}${s.mode === 'streaming' ? (s.synchronous ? ', synchronous' : ', asynchronous') : ''} — ${s.verdict.toUpperCase()}`,
+    `chef-ha pair: ${s.mode}${s.mode === 'streaming' ? (s.synchronous ? (s.syncDegraded ? `, synchronous DEGRADED since ${s.syncDegraded.since} at LSN ${s.syncDegraded.lsn}` : ', synchronous') : ', asynchronous') : ''} — ${s.verdict.toUpperCase()}`,
     line(header),
     ...rows.map(line),
   ];

@@ -29,6 +29,8 @@ export interface PairStatus {
   readonly mode: string;
   readonly synchronous: boolean;
   readonly nodes: readonly NodeStatus[];
+  /** The monitor switched the primary to asynchronous (read on the primary only). */
+  readonly syncDegraded: { readonly since: string; readonly lsn: string; readonly standby: string } | null;
   readonly verdict: 'healthy' | 'degraded' | 'broken';
   readonly problems: readonly string[];
   /** The background reindex setup-slave started on this node, if any. */
@@ -157,6 +159,12 @@ export function summarizeStatus(facts: PairFacts, config: Config): PairStatus {
       );
     }
   }
+  const dg = local.degraded;
+  if (dg && localRole === 'primary') {
+    problems.push(
+      `synchronous mode degraded since ${dg.since} at LSN ${dg.lsn}: ${dg.standby} stopped confirming, so writes acknowledged since then exist only on ${config.node.name} until ${dg.standby} catches up (the monitor restores sync mode then)`,
+    );
+  }
   if (local.recipe.kind !== 'override') {
     problems.push(`the recipe on ${config.node.name} is ${recipe}`);
   }
@@ -170,6 +178,8 @@ export function summarizeStatus(facts: PairFacts, config: Config): PairStatus {
   return {
     mode: config.replication.mode,
     synchronous: config.replication.synchronous,
+    syncDegraded:
+      dg && localRole === 'primary' ? { since: dg.since, lsn: dg.lsn, standby: dg.standby } : null,
     nodes,
     verdict,
     problems,

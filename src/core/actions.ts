@@ -21,6 +21,7 @@ import type { BundleEtcEntry, BundleManifest } from '../chef/bundle.js';
 import { BUNDLE_FORMAT, renderSums } from '../chef/bundle.js';
 import { renderSshArgv } from '../chef/ssh.js';
 import { VERSION } from './version.js';
+import { runRejoinAction } from './rejoin-actions.js';
 
 type Args = Readonly<Record<string, unknown>>;
 
@@ -417,5 +418,8 @@ export async function runAction(
       return fencePeerSsh(ctx, args);
     case 'write-fence-file':
       return writeLocalFenceFile(ctx);
+    case 'save-diverged-wal':
+    case 'rewind':
+      return runRejoinAction(ctx, action, args);
   }
 }

@@ -141,19 +141,33 @@ async function finishCrashRecovery(ctx: CommandContext): Promise<string | undefi
   if (isCleanShutdown(control)) {
     return undefined;
   }
-  const r = await ctx.ports.shell.run(
-    [
-      `${pgc.bindir}/postgres`,
-      '--single',
-      '-F',
-      '-D',
-      pgc.dataDir,
-      '-c',
-      `config_file=${pgc.confDir}/postgresql.conf`,
-      'template1',
-    ],
-    { user: pgc.osUser, input: '', timeoutMs: 3_600_000 },
-  );
+  // Single-user mode refuses standby mode: the fence's signal file steps aside for the recovery only.
+  const signal = path.join(pgc.dataDir, 'standby.signal');
+  const held = `${signal}.chef-ha-rejoin`;
+  const hasSignal = await ctx.ports.files.exists(signal);
+  if (hasSignal) {
+    await ctx.ports.files.rename(signal, held);
+  }
+  let r;
+  try {
+    r = await ctx.ports.shell.run(
+      [
+        `${pgc.bindir}/postgres`,
+        '--single',
+        '-F',
+        '-D',
+        pgc.dataDir,
+        '-c',
+        `config_file=${pgc.confDir}/postgresql.conf`,
+        'template1',
+      ],
+      { user: pgc.osUser, input: '', timeoutMs: 3_600_000 },
+    );
+  } finally {
+    if (hasSignal) {
+      await ctx.ports.files.rename(held, signal);
+    }
+  }
   if (r.exitCode !== 0) {
     const last = r.stderr.trim().split('\n').filter(Boolean).slice(-2).join(' / ');
     ctx.reporter.warn(

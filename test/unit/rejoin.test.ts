@@ -177,7 +177,6 @@ describe('planRejoin', () => {
     const p = plan(oldMaster());
     assert.deepEqual(todo(p.steps), [
       'checkpoint-new-primary',
-      'remove-signal-file',
       'backup-auto-conf',
       'save-diverged-wal',
       'rewind',
@@ -238,7 +237,6 @@ describe('planRejoin', () => {
       p.steps.find((s) => s.id === 'checkpoint-new-primary')?.done,
       'a base backup makes its own checkpoint',
     );
-    assert.ok(p.steps.find((s) => s.id === 'remove-signal-file')?.done);
   });
 
   test('rewind impossible (no readable cluster in the data directory): a fresh base backup', () => {

@@ -239,16 +239,6 @@ export function planRejoin(input: RejoinPlanInput): Plan {
       done ?? (running ? undefined : 'PostgreSQL is stopped'),
     ),
   );
-  // A crashed cluster is recovered by pg_rewind in single-user mode, which refuses standby mode; the
-  // fence's signal file is written again below.
-  steps.push({
-    kind: 'remove',
-    id: 'remove-signal-file',
-    title: `remove ${rendered.standbyFile.name} for pg_rewind (written again below)`,
-    path: path.join(pgc.dataDir, rendered.standbyFile.name),
-    done:
-      done ?? (needRewind ? undefined : decision.method === 'none' ? 'nothing to rewind' : 'no pg_rewind'),
-  });
   steps.push({
     kind: 'backup',
     id: 'backup-auto-conf',

@@ -115,10 +115,11 @@ export interface LocalFacts {
   readonly freeBytes: number;
   readonly secretPresent: boolean;
   /**
-   * An interrupted setup-slave's base backup: `copy` while the copy was made beside the untouched data
-   * directory, `swap` once the copy was complete and the data directories were being exchanged.
+   * An interrupted base backup: `copy` while setup-slave made the copy beside the untouched data
+   * directory, `swap` once the copy was complete and the data directories were being exchanged,
+   * `in-place` when rejoin's fallback copied into the data directory itself (a partial copy is there).
    */
-  readonly basebackupPhase?: 'copy' | 'swap';
+  readonly basebackupPhase?: 'copy' | 'swap' | 'in-place';
   /** The staging directory of a base backup exists (stagingDataDir). */
   readonly stagingExists: boolean;
   /** The last reindex setup-slave started in the background, if any. */
@@ -386,7 +387,7 @@ async function readReindexJob(ctx: CommandContext): Promise<ReindexJob | undefin
 }
 
 /** The phase an interrupted base backup recorded (a marker without a readable phase counts as `copy`). */
-async function readBasebackupPhase(ctx: CommandContext): Promise<'copy' | 'swap' | undefined> {
+async function readBasebackupPhase(ctx: CommandContext): Promise<'copy' | 'swap' | 'in-place' | undefined> {
   const text = await safe(
     () => ctx.ports.files.readTextIfExists(statePaths(ctx.config).basebackupMarker),
     undefined,
@@ -395,7 +396,8 @@ async function readBasebackupPhase(ctx: CommandContext): Promise<'copy' | 'swap'
     return undefined;
   }
   try {
-    return (JSON.parse(text) as { phase?: unknown }).phase === 'swap' ? 'swap' : 'copy';
+    const phase = (JSON.parse(text) as { phase?: unknown }).phase;
+    return phase === 'swap' || phase === 'in-place' ? phase : 'copy';
   } catch {
     return 'copy';
   }

@@ -441,7 +441,7 @@ describe('planSetupSlave after an interrupted base backup', () => {
     assert.equal(step(p, 'pg-basebackup').done, 'the interrupted run finished the copy');
     assert.equal(
       step(p, 'reconfigure').done,
-      'runs once the standby streams (an interrupted run already replaced the data directory)',
+      'runs once the standby streams (the data directory was replaced or holds an interrupted copy)',
     );
     const ids = stepIds(p);
     assert.equal(ids[ids.indexOf('wait-streaming') + 1], 'reconfigure-after-streaming');
@@ -487,6 +487,17 @@ describe('planSetupSlave after an interrupted base backup', () => {
     assert.equal(step(p, 'pg-basebackup').done, undefined);
     assert.equal(step(p, 'move-copy-into-place').done, undefined);
     assert.equal(step(p, 'backup-data-dir').done, 'no data directory');
+  });
+
+  test("an interrupted rejoin's partial copy in the data directory: not started, moved to the backup, copied again", () => {
+    const p = plan(pairFacts.freshSlave({ basebackupPhase: 'in-place', pg: localPgDown() }));
+    assert.equal(
+      step(p, 'start-postgresql-for-reconfigure').done,
+      'the data directory holds an interrupted base backup',
+    );
+    assert.equal(step(p, 'backup-data-dir').done, undefined);
+    assert.equal(step(p, 'pg-basebackup').done, undefined);
+    assert.ok(stepIds(p).includes('reconfigure-after-streaming'));
   });
 
   test('does not take an interrupted copy that answers in recovery for a finished standby', () => {

@@ -2,21 +2,42 @@
  * The chef-ha test sandbox (DESIGN.md section 8): stand-in Chef Server 11 nodes on real PostgreSQL 15,
  * driven by `scripts/sandbox` and by the e2e tests through this API.
  *
- *   upSandbox(dir, opts)  build and start everything under dir, write dir/sandbox.json
- *   downSandbox(dir)      stop everything it started (idempotent, works after a half-failed up)
- *   readSandbox(dir)      parse dir/sandbox.json
+ *   upSandbox(dir, opts)   build and start everything under dir, write dir/sandbox.json
+ *   downSandbox(dir)       stop everything it started (idempotent, works after a half-failed or killed up)
+ *   readSandbox(dir)       parse dir/sandbox.json
+ *   runOnNode(node, argv)  run a command on a node (inside its network namespace in netns mode)
+ *   partitionNode / healNode / freezePostgres / thawPostgres   faults for the tests
+ *   startServices / stopServices   the long-running chef-ha-ctl services, supervised (services.ts)
  */
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { buildNode, describeNode, writeChefHaConfig, writeKnownHosts, type NodePlan } from './build.js';
 import { PG_BINDIR, REPO_ROOT, nodePaths } from './paths.js';
-import { PORT_OFFSET, PORTS_PER_NODE, releasePorts, reservePorts } from './ports.js';
-import { allPids, cmdlineOf, isAlive, parentOf, run, runAs, runOk, stopPid } from './proc.js';
+import {
+  createNetwork,
+  inNetns,
+  planNetLayout,
+  removeNetwork,
+  setBridgePort,
+  type NetLayout,
+} from './netns.js';
+import { PORT_OFFSET, PORTS_PER_NODE, releasePorts, releasePortsOwnedBy, reservePorts } from './ports.js';
+import { allPids, cmdlineOf, isAlive, parentOf, run, runAs, runOk, stopPid, type RunResult } from './proc.js';
+import { startProxy, stopProxy } from './proxy.js';
+import { stopServices } from './services.js';
 import { knownPids } from './standins/runit.js';
-import type { RecordedPid, SandboxInfo, UpOptions } from './types.js';
+import type { RecordedPid, SandboxInfo, SandboxNode, UpOptions } from './types.js';
 
-export type { RecordedPid, SandboxInfo, SandboxNode, UpOptions } from './types.js';
+export type {
+  RecordedPid,
+  SandboxInfo,
+  SandboxNetwork,
+  SandboxNode,
+  SandboxProxy,
+  UpOptions,
+} from './types.js';
+export { startServices, stopServices, SERVICES, type ServiceReport } from './services.js';
 
 /** Thrown for flags that a later issue implements (the CLI exits 2). */
 export class NotImplementedError extends Error {}
@@ -109,18 +130,13 @@ async function collectPids(info: SandboxInfo): Promise<RecordedPid[]> {
 
 /**
  * Builds and starts a sandbox under `dir` and writes dir/sandbox.json.
- * @throws NotImplementedError for --net netns, --proxy, --etcd; SandboxUpError when it already runs.
+ * @throws NotImplementedError for --etcd; SandboxUpError when it already runs.
  */
 export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<SandboxInfo> {
   const abs = resolve(dir);
   const count = opts.nodes ?? 2;
   const net = opts.net ?? 'loopback';
-  if (net !== 'loopback') {
-    throw new NotImplementedError(`--net ${net} is not implemented yet (only --net loopback)`);
-  }
-  if (opts.proxy === true) {
-    throw new NotImplementedError('--proxy is not implemented yet');
-  }
+  const withProxy = opts.proxy === true;
   if (opts.etcd === true) {
     throw new NotImplementedError('--etcd is not implemented yet');
   }
@@ -146,14 +162,18 @@ export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<Sand
       `user postgres cannot reach ${abs}: ${bad.join(', ')} not searchable by others (chmod o+x or pick another DIR)`,
     );
   }
-  const basePort = await reservePorts(abs, count);
+  // one block per node, plus one for the proxy host
+  const basePort = await reservePorts(abs, count + (withProxy ? 1 : 0));
+  const layout: NetLayout | null = net === 'netns' ? planNetLayout(basePort, count) : null;
   const plans: NodePlan[] = [];
   for (let i = 0; i < count; i++) {
     const b = basePort + i * PORTS_PER_NODE;
+    const netNode = layout?.nodes[i] ?? null;
     plans.push({
       name: `chef-${NODE_NAMES[i] ?? String(i)}`,
       index: i,
-      address: '127.0.0.1',
+      address: netNode?.address ?? '127.0.0.1',
+      netns: netNode?.ns ?? null,
       ports: {
         postgres: b + PORT_OFFSET.postgres,
         embeddedPostgres: b + PORT_OFFSET.embeddedPostgres,
@@ -167,7 +187,7 @@ export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<Sand
   const clientKey = join(sshDir, 'id_ed25519');
   let info: SandboxInfo = {
     dir: abs,
-    net: 'loopback',
+    net,
     repo: REPO_ROOT,
     state: 'starting',
     mode: opts.mode ?? 'streaming',
@@ -177,8 +197,22 @@ export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<Sand
     nodes: plans.map((pl) => describeNode(nodePaths(join(abs, 'nodes', pl.name)), pl)),
     pids: [],
     createdAt: new Date().toISOString(),
+    network:
+      layout === null
+        ? null
+        : {
+            bridgeNetns: layout.bridgeNs,
+            subnet: layout.subnet,
+            hostAddress: layout.hostAddress,
+            hostLink: layout.hostLink,
+          },
+    proxy: null,
   };
+  // written before anything is created: `down` learns the port block (and so the namespace names) here
   await writeSandbox(info);
+  if (layout !== null) {
+    await createNetwork(abs, layout, withProxy);
+  }
   await mkdir(join(abs, 'nodes'), { recursive: true, mode: 0o755 });
   await chmod(join(abs, 'nodes'), 0o755);
   await mkdir(sshDir, { recursive: true, mode: 0o700 });
@@ -219,9 +253,99 @@ export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<Sand
       );
     }
   });
+  if (withProxy) {
+    const proxyBase = basePort + count * PORTS_PER_NODE;
+    info = { ...info, pids: await collectPids(info) };
+    await writeSandbox(info);
+    const proxy = await startProxy(info, {
+      address: layout?.proxy.address ?? '127.0.0.1',
+      netns: layout?.proxy.ns ?? null,
+      ports: {
+        postgres: proxyBase + PORT_OFFSET.postgres,
+        chefApi: proxyBase + PORT_OFFSET.chefApi,
+        stats: proxyBase + PORT_OFFSET.health,
+      },
+    });
+    info = { ...info, proxy };
+  }
   info = { ...info, state: 'up', pids: await collectPids(info) };
   await writeSandbox(info);
   return info;
+}
+
+/** A node of the sandbox by name. @throws when there is none. */
+export function nodeNamed(info: SandboxInfo, name: string): SandboxNode {
+  const n = info.nodes.find((x) => x.name === name);
+  if (n === undefined) {
+    throw new Error(
+      `no node named ${name} in ${info.dir} (nodes: ${info.nodes.map((x) => x.name).join(', ')})`,
+    );
+  }
+  return n;
+}
+
+/**
+ * Runs argv on a node: inside its network namespace in netns mode (so that it reaches the peer over the
+ * bridge, and whatever it starts stays on that host), as is on loopback. Never rejects on a non-zero exit.
+ */
+export function runOnNode(
+  node: SandboxNode,
+  argv: readonly string[],
+  opts: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  return run(inNetns(node.netns, argv), { cwd: '/', timeoutMs: 600_000, ...opts });
+}
+
+function needNetwork(info: SandboxInfo): NonNullable<SandboxInfo['network']> {
+  if (info.network === null || info.network === undefined) {
+    throw new Error(`partitions need a sandbox started with --net netns (${info.dir} is ${info.net})`);
+  }
+  return info.network;
+}
+
+function bridgePortOf(node: SandboxNode): string {
+  return `vb-${node.name.slice(node.name.lastIndexOf('-') + 1)}`;
+}
+
+/**
+ * Cuts a node off the network: its veth is taken down at the bridge, as if its cable were pulled at
+ * the switch (the node keeps its own eth0 up; its local sockets keep working).
+ * @throws in loopback mode.
+ */
+export async function partitionNode(info: SandboxInfo, name: string): Promise<void> {
+  await setBridgePort(needNetwork(info).bridgeNetns, bridgePortOf(nodeNamed(info, name)), false);
+}
+
+/** Plugs a partitioned node back in. @throws in loopback mode. */
+export async function healNode(info: SandboxInfo, name: string): Promise<void> {
+  await setBridgePort(needNetwork(info).bridgeNetns, bridgePortOf(nodeNamed(info, name)), true);
+}
+
+async function postmasterOf(node: SandboxNode): Promise<number> {
+  const pid = await postmasterPid(node.postgres.dataDir);
+  if (pid === null) {
+    throw new Error(
+      `${node.name}'s PostgreSQL is not running (no live postmaster.pid in ${node.postgres.dataDir})`,
+    );
+  }
+  return pid;
+}
+
+/**
+ * Freezes a node's distribution PostgreSQL: SIGSTOP to its postmaster (by the pid in postmaster.pid).
+ * Backends already forked keep running; new connections hang, as with a stuck host. Returns the pid.
+ */
+export async function freezePostgres(info: SandboxInfo, name: string): Promise<number> {
+  const pid = await postmasterOf(nodeNamed(info, name));
+  process.kill(pid, 'SIGSTOP');
+  return pid;
+}
+
+/** SIGCONT to the postmaster frozen by freezePostgres. Returns the pid. */
+export async function thawPostgres(info: SandboxInfo, name: string): Promise<number> {
+  const pid = await postmasterOf(nodeNamed(info, name));
+  process.kill(pid, 'SIGCONT');
+  return pid;
 }
 
 /** Directories holding PG_VERSION under root (not descending into clusters). */
@@ -262,6 +386,17 @@ export async function downSandbox(dir: string): Promise<void> {
   }
   const nodesDir = join(abs, 'nodes');
   const roots = (await readdir(nodesDir).catch(() => [] as string[])).map((n) => join(nodesDir, n));
+  if (info !== null) {
+    await stopServices(info);
+    await stopProxy(abs);
+  }
+  for (const root of roots) {
+    // a frozen postmaster ignores SIGTERM until it is continued
+    const frozen = await postmasterPid(nodePaths(root).pgDataDir);
+    if (frozen !== null) {
+      process.kill(frozen, 'SIGCONT');
+    }
+  }
   for (const root of roots) {
     const p = nodePaths(root);
     for (const pid of await knownPids(p)) {
@@ -296,16 +431,23 @@ export async function downSandbox(dir: string): Promise<void> {
   for (let pid = process.pid; pid > 1; pid = await parentOf(pid)) {
     protectedPids.add(pid);
   }
+  const marks = [`${nodesDir}/`, `${join(abs, 'proxy')}/`];
   for (const pid of await allPids()) {
     if (protectedPids.has(pid)) {
       continue;
     }
-    if ((await cmdlineOf(pid)).includes(`${nodesDir}/`)) {
-      await stopPid(pid, { mustContain: `${nodesDir}/`, graceMs: 3_000 });
+    const cmdline = await cmdlineOf(pid);
+    const mark = marks.find((m) => cmdline.includes(m));
+    if (mark !== undefined) {
+      await stopPid(pid, { mustContain: mark, graceMs: 3_000 });
     }
   }
+  // namespaces: whatever still runs inside them (started by anything of the sandbox), then the links
+  await removeNetwork(abs, info?.basePort ?? null);
   if (info !== null) {
     await releasePorts(abs, info.basePort);
     await writeSandbox({ ...info, state: 'down' });
   }
+  // a reservation made by an `up` killed before it wrote sandbox.json
+  await releasePortsOwnedBy(abs);
 }

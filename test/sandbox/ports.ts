@@ -72,3 +72,14 @@ export async function releasePorts(owner: string, base: number): Promise<void> {
     await rm(lock, { recursive: true, force: true });
   }
 }
+
+/** Releases every reservation whose owner is `owner` (after an `up` killed before it recorded its base). */
+export async function releasePortsOwnedBy(owner: string): Promise<void> {
+  const { readdir } = await import('node:fs/promises');
+  for (const base of await readdir(LOCK_ROOT).catch(() => [] as string[])) {
+    const holder = await readFile(join(LOCK_ROOT, base, 'owner'), 'utf8').catch(() => '');
+    if (holder === owner) {
+      await rm(join(LOCK_ROOT, base), { recursive: true, force: true });
+    }
+  }
+}

@@ -600,7 +600,8 @@ export function describeNode(p: NodePaths, plan: NodePlan): SandboxNode {
       logFile: p.pgLogFile,
     },
     embeddedPostgres: {
-      host: plan.address,
+      // in netns mode the embedded cluster listens on 127.0.0.1 inside the node's namespace
+      host: plan.netns === null ? plan.address : '127.0.0.1',
       port: plan.ports.embeddedPostgres,
       socketDir: p.embeddedSocketDir,
       dataDir: p.embeddedDataDir,

@@ -12,7 +12,9 @@ import { readFile, readlink, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
+  cutLink,
   downSandbox,
+  healLink,
   healNode,
   partitionNode,
   readSandbox,
@@ -76,6 +78,17 @@ async function tcpFrom(from: SandboxNode, host: string, port: number): Promise<b
   const probe = `const s=require('net').connect(${port},'${host}');s.setTimeout(2000,()=>process.exit(2));s.on('connect',()=>process.exit(0));s.on('error',()=>process.exit(1));`;
   const r = await runOnNode(from, [process.execPath, '-e', probe], { timeoutMs: 10_000 });
   return r.code === 0;
+}
+
+/** Whether a GET answers 200 within 3 s. */
+async function httpOk(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(3_000) });
+    await res.body?.cancel();
+    return res.status === 200;
+  } catch {
+    return false;
+  }
 }
 
 describe('sandbox in network namespaces with a proxy host', { timeout: 900_000 }, () => {
@@ -172,10 +185,24 @@ describe('sandbox in network namespaces with a proxy host', { timeout: 900_000 }
     assert.equal(await sql(a, `SELECT count(*) FROM clients WHERE name = 'netns-via-proxy'`), '1');
   });
 
-  test('a partitioned master is unreachable from the slave, status on the slave says so; heal restores it', async () => {
+  test('a cut between the nodes, then a partitioned master: the slave loses it, status on the slave says so; heal restores it', async () => {
     assert.equal(await tcpFrom(b, a.address, a.postgres.port), true, 'before: the slave reaches the master');
+    // a cut between the two nodes only: the slave loses the master, the test host keeps it
+    await cutLink(sb, a.name, b.name);
+    try {
+      assert.equal(
+        await tcpFrom(b, a.address, a.postgres.port),
+        false,
+        'cut: the slave no longer reaches the master',
+      );
+      assert.equal(await httpOk(`${a.chefApi}/_ping`), true, 'cut: the test host still reaches the master');
+    } finally {
+      await healLink(sb, a.name, b.name);
+    }
+    assert.equal(await tcpFrom(b, a.address, a.postgres.port), true, 'after the cut: reachable again');
     await partitionNode(sb, a.name);
     try {
+      assert.equal(await httpOk(`${a.chefApi}/_ping`), false, 'the test host no longer reaches the master');
       assert.equal(
         await tcpFrom(b, a.address, a.postgres.port),
         false,

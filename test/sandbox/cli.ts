@@ -4,7 +4,7 @@
  *   down DIR
  *   services DIR start|stop
  *   exec DIR NODE -- CMD [ARG...]
- *   partition DIR NODE | heal DIR NODE       (netns mode)
+ *   partition DIR NODE [OTHER] | heal DIR NODE [OTHER]       (netns mode)
  *   freeze DIR NODE | thaw DIR NODE
  * Exit codes: 0 ok, 1 failure, 2 usage or not implemented yet; exec exits with the command's code.
  */
@@ -13,7 +13,9 @@ import {
   NotImplementedError,
   SandboxUpError,
   downSandbox,
+  cutLink,
   freezePostgres,
+  healLink,
   healNode,
   nodeNamed,
   partitionNode,
@@ -31,8 +33,9 @@ const USAGE = `usage:
   scripts/sandbox down DIR
   scripts/sandbox services DIR start|stop
   scripts/sandbox exec DIR NODE -- CMD [ARG...]    run CMD on NODE (inside its namespace in netns mode)
-  scripts/sandbox partition DIR NODE               take NODE's link down at the bridge (netns mode)
-  scripts/sandbox heal DIR NODE                    put it back up
+  scripts/sandbox partition DIR NODE [OTHER]       take NODE's link down at the bridge (netns mode);
+                                                   with OTHER (a node or "proxy"): drop only their traffic
+  scripts/sandbox heal DIR NODE [OTHER]            undo it
   scripts/sandbox freeze DIR NODE                  SIGSTOP NODE's postmaster
   scripts/sandbox thaw DIR NODE                    SIGCONT it`;
 
@@ -170,12 +173,19 @@ async function main(argv: readonly string[]): Promise<number> {
       case 'heal':
       case 'freeze':
       case 'thaw': {
-        const [dir, name] = rest;
-        if (dir === undefined || name === undefined || rest.length !== 2) {
-          throw new Usage(`${cmd} needs DIR NODE`);
+        const [dir, name, other] = rest;
+        const withOther = cmd === 'partition' || cmd === 'heal';
+        if (dir === undefined || name === undefined || rest.length > (withOther ? 3 : 2)) {
+          throw new Usage(`${cmd} needs DIR NODE${withOther ? ' [OTHER]' : ''}`);
         }
         const info = await readSandbox(dir);
-        if (cmd === 'partition') {
+        if (other !== undefined && cmd === 'partition') {
+          await cutLink(info, name, other);
+          console.log(`${name} and ${other} no longer reach each other`);
+        } else if (other !== undefined) {
+          await healLink(info, name, other);
+          console.log(`${name} and ${other} reach each other again`);
+        } else if (cmd === 'partition') {
           await partitionNode(info, name);
           console.log(`${name} is cut off the bridge`);
         } else if (cmd === 'heal') {

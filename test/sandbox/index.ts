@@ -16,6 +16,8 @@ import { buildNode, describeNode, writeChefHaConfig, writeKnownHosts, type NodeP
 import { PG_BINDIR, REPO_ROOT, nodePaths } from './paths.js';
 import {
   createNetwork,
+  cutBetween,
+  healBetween,
   inNetns,
   planNetLayout,
   removeNetwork,
@@ -319,6 +321,30 @@ export async function partitionNode(info: SandboxInfo, name: string): Promise<vo
 /** Plugs a partitioned node back in. @throws in loopback mode. */
 export async function healNode(info: SandboxInfo, name: string): Promise<void> {
   await setBridgePort(needNetwork(info).bridgeNetns, bridgePortOf(nodeNamed(info, name)), true);
+}
+
+/** Bridge address of a node, or of the proxy host when name is "proxy". */
+function hostAddress(info: SandboxInfo, name: string): string {
+  if (name === 'proxy') {
+    if (!info.proxy) {
+      throw new Error(`${info.dir} has no proxy host (up --proxy)`);
+    }
+    return info.proxy.address;
+  }
+  return nodeNamed(info, name).address;
+}
+
+/**
+ * Cuts the traffic between two hosts only (node names, or "proxy"), both ways, at the bridge: each
+ * still reaches everyone else. @throws in loopback mode, or without nftables.
+ */
+export async function cutLink(info: SandboxInfo, a: string, b: string): Promise<void> {
+  await cutBetween(needNetwork(info).bridgeNetns, hostAddress(info, a), hostAddress(info, b));
+}
+
+/** Undoes cutLink. @throws in loopback mode. */
+export async function healLink(info: SandboxInfo, a: string, b: string): Promise<void> {
+  await healBetween(needNetwork(info).bridgeNetns, hostAddress(info, a), hostAddress(info, b));
 }
 
 async function postmasterOf(node: SandboxNode): Promise<number> {

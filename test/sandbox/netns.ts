@@ -259,3 +259,66 @@ export function inNetns(ns: string | null, argv: readonly string[]): string[] {
 export async function setBridgePort(bridgeNs: string, port: string, up: boolean): Promise<void> {
   await ip(['-n', bridgeNs, 'link', 'set', port, up ? 'up' : 'down']);
 }
+
+const CUT_TABLE = 'chs_sandbox';
+
+/**
+ * Drops every IPv4 packet between two addresses at the bridge (nftables, bridge family, in the bridge
+ * namespace), both ways; all their other traffic flows. Packets are dropped, not refused, as in a real
+ * partition. Needs Debian's `nftables` (scripts/install-deps).
+ * @throws when nft is missing or refuses the rules.
+ */
+export async function cutBetween(bridgeNs: string, a: string, b: string): Promise<void> {
+  const nft = await run(['nft', '--version']).catch(() => null);
+  if (nft === null || nft.code !== 0) {
+    throw new Error(
+      'a cut between two hosts needs nft: apt-get install nftables (scripts/install-deps does)',
+    );
+  }
+  const exists = await run(['ip', 'netns', 'exec', bridgeNs, 'nft', 'list', 'table', 'bridge', CUT_TABLE]);
+  if (exists.code !== 0) {
+    await runOk(['ip', 'netns', 'exec', bridgeNs, 'nft', '-f', '-'], {
+      input: `table bridge ${CUT_TABLE} {
+  set cuts { type ipv4_addr . ipv4_addr; }
+  chain forward { type filter hook forward priority 0; policy accept; ip saddr . ip daddr @cuts drop; }
+}
+`,
+    });
+  }
+  await runOk([
+    'ip',
+    'netns',
+    'exec',
+    bridgeNs,
+    'nft',
+    'add',
+    'element',
+    'bridge',
+    CUT_TABLE,
+    'cuts',
+    `{ ${a} . ${b}, ${b} . ${a} }`,
+  ]);
+}
+
+/** Undoes cutBetween (nothing to do when there is no such cut). */
+export async function healBetween(bridgeNs: string, a: string, b: string): Promise<void> {
+  for (const [x, y] of [
+    [a, b],
+    [b, a],
+  ] as const) {
+    // one element at a time: deleting an absent element fails, and must not keep the other one
+    await run([
+      'ip',
+      'netns',
+      'exec',
+      bridgeNs,
+      'nft',
+      'delete',
+      'element',
+      'bridge',
+      CUT_TABLE,
+      'cuts',
+      `{ ${x} . ${y} }`,
+    ]);
+  }
+}

@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import {
   cutLink,
   downSandbox,
+  freezePostgres,
   healLink,
   healNode,
   partitionNode,
@@ -21,6 +22,7 @@ import {
   runOnNode,
   startServices,
   stopServices,
+  thawPostgres,
   upSandbox,
 } from '../sandbox/index.js';
 import { linksWithPrefix, netnsWithPrefix } from '../sandbox/netns.js';
@@ -231,6 +233,26 @@ describe('sandbox in network namespaces with a proxy host', { timeout: 900_000 }
     );
     assert.ok(healthy);
     assert.match(healthy.stdout, /standby, streaming/);
+  });
+
+  test('freeze stops the master postmaster by pid, thaw continues it', async () => {
+    const state = async (pid: number): Promise<string> => {
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    };
+    const pid = await freezePostgres(sb, a.name);
+    try {
+      assert.equal(pid, await postmasterPid(a.postgres.dataDir));
+      // the kernel stops the process at its next return to user space: poll for the state
+      assert.equal(
+        await waitFor('the postmaster to be stopped', async () => (await state(pid)) === 'T'),
+        true,
+      );
+    } finally {
+      await thawPostgres(sb, a.name);
+    }
+    assert.equal(await waitFor('the postmaster to run again', async () => (await state(pid)) !== 'T'), true);
+    assert.equal(await sql(a, 'SELECT 1', 'postgres'), '1');
   });
 
   test('services: chef-ha-ctl services this build lacks are skipped, never imitated', async () => {

@@ -11,6 +11,7 @@
 import { spawn } from 'node:child_process';
 import {
   NotImplementedError,
+  SandboxStateError,
   SandboxUpError,
   downSandbox,
   cutLink,
@@ -216,7 +217,7 @@ async function main(argv: readonly string[]): Promise<number> {
       console.error(`sandbox: not implemented yet: ${error.message}`);
       return 2;
     }
-    if (error instanceof SandboxUpError) {
+    if (error instanceof SandboxUpError || error instanceof SandboxStateError) {
       console.error(`sandbox: ${error.message}`);
       return 1;
     }

@@ -45,6 +45,8 @@ export { startServices, stopServices, SERVICES, type ServiceReport } from './ser
 export class NotImplementedError extends Error {}
 /** Thrown when `up` is asked for a sandbox that is already running. */
 export class SandboxUpError extends Error {}
+/** Thrown when a command does not fit this sandbox (unknown node, partition on loopback, ...). */
+export class SandboxStateError extends Error {}
 
 const NODE_NAMES = 'abcdefghijklmnopqrstuvwxyz';
 
@@ -279,7 +281,7 @@ export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<Sand
 export function nodeNamed(info: SandboxInfo, name: string): SandboxNode {
   const n = info.nodes.find((x) => x.name === name);
   if (n === undefined) {
-    throw new Error(
+    throw new SandboxStateError(
       `no node named ${name} in ${info.dir} (nodes: ${info.nodes.map((x) => x.name).join(', ')})`,
     );
   }
@@ -300,7 +302,9 @@ export function runOnNode(
 
 function needNetwork(info: SandboxInfo): NonNullable<SandboxInfo['network']> {
   if (info.network === null || info.network === undefined) {
-    throw new Error(`partitions need a sandbox started with --net netns (${info.dir} is ${info.net})`);
+    throw new SandboxStateError(
+      `partitions need a sandbox started with --net netns (${info.dir} is ${info.net})`,
+    );
   }
   return info.network;
 }
@@ -327,7 +331,7 @@ export async function healNode(info: SandboxInfo, name: string): Promise<void> {
 function hostAddress(info: SandboxInfo, name: string): string {
   if (name === 'proxy') {
     if (!info.proxy) {
-      throw new Error(`${info.dir} has no proxy host (up --proxy)`);
+      throw new SandboxStateError(`${info.dir} has no proxy host (up --proxy)`);
     }
     return info.proxy.address;
   }
@@ -350,7 +354,7 @@ export async function healLink(info: SandboxInfo, a: string, b: string): Promise
 async function postmasterOf(node: SandboxNode): Promise<number> {
   const pid = await postmasterPid(node.postgres.dataDir);
   if (pid === null) {
-    throw new Error(
+    throw new SandboxStateError(
       `${node.name}'s PostgreSQL is not running (no live postmaster.pid in ${node.postgres.dataDir})`,
     );
   }

@@ -25,6 +25,8 @@ const OWN_COMMANDS: ReadonlySet<string> = new Set([
   'export-bundle',
   'fence',
   'revert',
+  'health-server',
+  'haproxy-config',
   'help',
 ]);
 
@@ -46,6 +48,10 @@ process.on('SIGINT', () => {
     process.kill(process.pid, 'SIGKILL');
   }
   abort.abort(new Error('interrupted'));
+});
+// The service manager stops long-running commands (health-server) with SIGTERM.
+process.on('SIGTERM', () => {
+  abort.abort(new Error('terminated'));
 });
 
 function makeReporter(g: RawGlobals): Reporter {
@@ -313,6 +319,39 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
           await import('./commands/fence/index.js')
         ).fence(ctx, { reason: cmd.opts<{ reason: string }>().reason });
       }, 'fence'),
+    );
+
+  program
+    .command('health-server')
+    .description(
+      'HTTP health endpoint for HAProxy on health.port: /primary, /replica?lag=, /health, /status, /metrics',
+    )
+    .action(
+      run(async (ctx) => {
+        await (await import('./commands/health-server/index.js')).healthServer(ctx);
+      }, 'health-server'),
+    );
+
+  program
+    .command('haproxy-config')
+    .description(
+      'print an haproxy.cfg for this pair (Chef API, PostgreSQL and read-only PostgreSQL frontends)',
+    )
+    .option(
+      '-o, --output <file>',
+      'write it to this file, and the DOWN server-state seed to haproxy.stateFile',
+    )
+    .option('--state', 'print the server-state seed instead (every server DOWN until its first check)')
+    .action(
+      run(async (ctx, cmd) => {
+        const o = cmd.opts<{ output?: string; state?: boolean }>();
+        await (
+          await import('./commands/haproxy-config/index.js')
+        ).haproxyConfig(ctx, {
+          state: o.state === true,
+          ...(o.output === undefined ? {} : { output: o.output }),
+        });
+      }, 'haproxy-config'),
     );
 
   program

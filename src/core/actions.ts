@@ -365,6 +365,44 @@ async function fencePeerSsh(ctx: CommandContext, args: Args): Promise<string> {
   return 'fenced over ssh';
 }
 
+/**
+ * Puts servers in maint through HAProxy's runtime API, so that the proxy sends no new connection to them
+ * and ends the ones it holds. When `required` is false a proxy that cannot be reached is a warning: the old
+ * master was fenced another way before the promotion.
+ */
+async function fenceProxy(ctx: CommandContext, args: Args): Promise<string> {
+  const address = str(args, 'address');
+  const servers = args['servers'] as string[];
+  const timeoutMs = Number(args['timeoutMs']);
+  const line = servers.map((s) => `set server ${s} state maint`).join('; ');
+  let out: string;
+  try {
+    out = await ctx.ports.haproxy.command(address, line, timeoutMs);
+  } catch (error) {
+    if (args['required'] === true) {
+      throw error;
+    }
+    const why = error instanceof Error ? error.message : String(error);
+    ctx.reporter.warn(
+      `could not fence ${servers.join(', ')} in HAProxy (${why}); the old master was fenced another way, but put it in maint by hand once the proxy answers`,
+    );
+    return 'HAProxy not reached: not fenced there';
+  }
+  const problems = out
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+  if (problems.length > 0) {
+    const why = `HAProxy at ${address} answered: ${problems.join(' | ')}`;
+    if (args['required'] === true) {
+      throw new Error(why);
+    }
+    ctx.reporter.warn(`${why}; check that the proxy runs the config of \`chef-ha-ctl haproxy-config\``);
+    return 'HAProxy answered with errors';
+  }
+  return `${servers.join(', ')} in maint at ${address}`;
+}
+
 async function writeLocalFenceFile(ctx: CommandContext): Promise<string> {
   const fence = renderFenceFile(ctx.config.postgres.version);
   const owner = ctx.ports.proc.isRoot
@@ -415,6 +453,8 @@ export async function runAction(
       return fencePeerSql(ctx, args);
     case 'fence-peer-ssh':
       return fencePeerSsh(ctx, args);
+    case 'fence-proxy':
+      return fenceProxy(ctx, args);
     case 'write-fence-file':
       return writeLocalFenceFile(ctx);
   }

@@ -27,6 +27,53 @@ const sshSchema = z.strictObject({
   connectTimeoutMs: z.number().int().min(100).default(5000),
 });
 
+/** The haproxy section (haproxy-config, failover's proxy fence, check's routing window). */
+const haproxySchema = z.strictObject({
+  /** Frontend for the Chef API (TCP: TLS passes through to the node's nginx). */
+  chefApi: z
+    .strictObject({ bind: z.string().min(1).default('0.0.0.0'), port: port.default(443) })
+    .prefault({}),
+  /** Frontend for writes to PostgreSQL (the primary only). */
+  postgres: z
+    .strictObject({ bind: z.string().min(1).default('0.0.0.0'), port: port.default(5432) })
+    .prefault({}),
+  /** Frontend for reads: standbys within readLagBytes, the primary when none is. */
+  postgresReadOnly: z
+    .strictObject({ bind: z.string().min(1).default('0.0.0.0'), port: port.default(5433) })
+    .prefault({}),
+  /** Port of this node's Chef API (nginx); the peer's is haproxy.peerChefApiPort. */
+  chefApiPort: port.default(443),
+  peerChefApiPort: port.optional(),
+  interMs: z.number().int().min(100).default(1000),
+  fastinterMs: z.number().int().min(50).default(250),
+  downinterMs: z.number().int().min(50).default(250),
+  fall: z.number().int().min(1).max(10).default(2),
+  rise: z.number().int().min(1).max(10).default(1),
+  checkTimeoutMs: z.number().int().min(50).default(1000),
+  connectTimeoutMs: z.number().int().min(50).default(1000),
+  /** Lag bound of the read-only frontend (the health endpoint's /replica?lag=). */
+  readLagBytes: z
+    .number()
+    .int()
+    .min(0)
+    .default(16 * 1024 * 1024),
+  maxConn: z.number().int().min(1).default(2000),
+  /** The proxy's local runtime API socket (mode 600, level admin). */
+  socket: absPath.default('/run/haproxy/admin.sock'),
+  /** Server state seeded DOWN before each start, so that no server takes traffic before its first check. */
+  stateFile: absPath.default('/var/lib/haproxy/chef-ha.state'),
+  /**
+   * The runtime API as failover reaches it from a node: "host:port" of a TCP admin socket on the
+   * proxy host. Absent: failover does not fence through HAProxy.
+   */
+  runtimeApi: z
+    .strictObject({
+      address: z.string().regex(/^[^\s:]+:[0-9]{1,5}$|^\[[0-9a-fA-F:]+\]:[0-9]{1,5}$/, 'use host:port'),
+      timeoutMs: z.number().int().min(50).default(1000),
+    })
+    .optional(),
+});
+
 const schema = z.strictObject({
   node: z.strictObject({ name: nodeName, address: z.string().min(1) }),
   peer: z.strictObject({
@@ -102,8 +149,19 @@ const schema = z.strictObject({
     .strictObject({
       listen: z.string().min(1).default('0.0.0.0'),
       port: port.default(5445),
+      /** How often the snapshot of PostgreSQL and the state files is refreshed. */
+      refreshMs: z.number().int().min(100).max(60_000).default(1000),
+      /** A snapshot older than this counts as unknown: every check answers 503 (fail closed). */
+      staleMs: z.number().int().min(200).optional(),
+      /** Connect and statement timeout of each probe (local and peer). */
+      probeTimeoutMs: z.number().int().min(100).default(800),
+      /** Connections served at once; more are refused by the kernel backlog / closed. */
+      maxConnections: z.number().int().min(1).max(100_000).default(256),
+      /** Time allowed to receive a request's headers (and the whole request). */
+      requestTimeoutMs: z.number().int().min(100).default(2000),
     })
     .prefault({}),
+  haproxy: haproxySchema.optional(),
   failover: z
     .strictObject({
       maxLagBytes: z
@@ -128,9 +186,15 @@ type DeepReadonly<T> = T extends (infer U)[]
 
 /** The validated configuration with every default filled in. */
 export type Config = DeepReadonly<
-  Omit<Parsed, 'postgres' | 'peer'> & {
+  Omit<Parsed, 'postgres' | 'peer' | 'health' | 'haproxy'> & {
     postgres: Parsed['postgres'] & { bindir: string; dataDir: string; confDir: string; logFile: string };
     peer: Parsed['peer'] & { postgresPort: number; healthPort: number };
+    health: Parsed['health'] & { staleMs: number };
+    haproxy: z.output<typeof haproxySchema> & {
+      peerChefApiPort: number;
+      /** The config file has a haproxy section (HAProxy is part of this site). */
+      configured: boolean;
+    };
   }
 >;
 
@@ -171,12 +235,19 @@ export function parseConfig(raw: unknown, source = 'configuration'): Config {
     throw new ConfigError(`${source} is invalid:`, crossProblems, 'fix each key listed above');
   }
   const v = c.postgres.version;
+  const haproxy = c.haproxy ?? haproxySchema.parse({});
   return {
     ...c,
     peer: {
       ...c.peer,
       postgresPort: c.peer.postgresPort ?? c.postgres.port,
       healthPort: c.peer.healthPort ?? c.health.port,
+    },
+    health: { ...c.health, staleMs: c.health.staleMs ?? 3 * c.health.refreshMs },
+    haproxy: {
+      ...haproxy,
+      peerChefApiPort: haproxy.peerChefApiPort ?? haproxy.chefApiPort,
+      configured: c.haproxy !== undefined,
     },
     postgres: {
       ...c.postgres,

@@ -69,6 +69,8 @@ export function statePaths(config: Config): {
   basebackupMarker: string;
   failoverMarker: string;
   history: string;
+  /** Written by the monitor while the primary runs asynchronous after losing its sync standby. */
+  degraded: string;
 } {
   const s = config.stateDir;
   return {
@@ -81,6 +83,7 @@ export function statePaths(config: Config): {
     basebackupMarker: path.join(s, 'basebackup-in-progress'),
     failoverMarker: path.join(s, 'failover-in-progress'),
     history: path.join(s, 'history.jsonl'),
+    degraded: path.join(s, 'degraded.json'),
   };
 }
 

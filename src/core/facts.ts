@@ -187,8 +187,9 @@ interface CombinedRow {
 /**
  * Reads the server facts through any query function (local psql or peer TCP), in one round trip when
  * the configured major is right (otherwise the server's own version decides and it asks again).
+ * @throws whatever the query function throws when the server does not answer.
  */
-async function readServer(
+export async function readServer(
   query: <T>(sql: string) => Promise<T[]>,
   configuredVersion: string,
   extrasFor: (f: PgFeatures) => Readonly<Record<string, string>>,

@@ -97,6 +97,7 @@ export type ActionName =
   | 'record-state'
   | 'fence-peer-sql'
   | 'fence-peer-ssh'
+  | 'fence-proxy'
   | 'write-fence-file';
 
 export interface Plan {

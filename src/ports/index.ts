@@ -17,6 +17,8 @@ import type { Shell } from './shell.js';
 import { createShell } from './shell.js';
 import type { Templates } from './templates.js';
 import { createTemplates } from './templates.js';
+import type { HaproxyRuntime } from './haproxy.js';
+import { createHaproxyRuntime } from './haproxy.js';
 
 export type { Archive } from './archive.js';
 export type { Clock } from './clock.js';
@@ -26,6 +28,7 @@ export { SqlError } from './postgres.js';
 export type { Shell, RunOptions, RunResult } from './shell.js';
 export { CommandError, shellQuote, redact } from './shell.js';
 export type { Templates } from './templates.js';
+export type { HaproxyRuntime } from './haproxy.js';
 
 export interface Process {
   readonly pid: number;
@@ -45,6 +48,8 @@ export interface Ports {
   readonly templates: Templates;
   readonly clock: Clock;
   readonly proc: Process;
+  /** HAProxy's runtime API (failover's proxy fence). */
+  readonly haproxy: HaproxyRuntime;
 }
 
 export interface RealPortsOptions {
@@ -77,6 +82,7 @@ export function createRealPorts(options: RealPortsOptions): Ports {
     archive: createArchive(),
     templates: createTemplates(root),
     clock: createClock(),
+    haproxy: createHaproxyRuntime(),
     proc: {
       pid: process.pid,
       isRoot,

@@ -5,7 +5,7 @@
 import type { Config } from '../../src/core/config.js';
 import type { CommandContext, GlobalOptions } from '../../src/core/context.js';
 import { createSecretStore } from '../../src/core/context.js';
-import type { Archive, Ports, Process, Templates } from '../../src/ports/index.js';
+import type { Archive, HaproxyRuntime, Ports, Process, Templates } from '../../src/ports/index.js';
 import { config as buildConfig } from './config.js';
 import { FakePostgres } from './fake-pg.js';
 import { FakeShell } from './fake-shell.js';
@@ -50,6 +50,20 @@ export class EchoTemplates implements Templates {
   }
 }
 
+/** Records runtime API commands; answers from `answers` (by address) or fails for addresses in `down`. */
+export class FakeHaproxy implements HaproxyRuntime {
+  readonly calls: { readonly address: string; readonly line: string }[] = [];
+  readonly down = new Set<string>();
+  answer = '';
+  command(address: string, line: string): Promise<string> {
+    this.calls.push({ address, line });
+    if (this.down.has(address)) {
+      return Promise.reject(new Error(`HAProxy runtime API at ${address}: connect ECONNREFUSED`));
+    }
+    return Promise.resolve(this.answer);
+  }
+}
+
 export interface Fakes {
   readonly shell: FakeShell;
   readonly pg: FakePostgres;
@@ -57,6 +71,7 @@ export interface Fakes {
   readonly archive: FakeArchive;
   readonly clock: FixedClock;
   readonly proc: FakeProcess;
+  readonly haproxy: FakeHaproxy;
   readonly reporter: RecordingReporter;
   /** Questions the context was asked to confirm. */
   readonly questions: string[];
@@ -83,6 +98,7 @@ export function commandContext(options: ContextOptions = {}): { readonly ctx: Co
     archive: new FakeArchive(),
     clock: new FixedClock(),
     proc: options.proc ?? new FakeProcess(),
+    haproxy: new FakeHaproxy(),
     reporter: new RecordingReporter(),
     questions: [] as string[],
     abort: new AbortController(),
@@ -95,6 +111,7 @@ export function commandContext(options: ContextOptions = {}): { readonly ctx: Co
     templates: options.templates ?? new EchoTemplates(),
     clock: fakes.clock,
     proc: fakes.proc,
+    haproxy: fakes.haproxy,
   };
   const ctx: CommandContext = {
     config,

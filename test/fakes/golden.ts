@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type { Config } from '../../src/core/config.js';
 import { desiredChefServerRb } from '../../src/commands/common.js';
 import { renderManagedFiles } from '../../src/commands/render.js';
+import { renderHaproxy } from '../../src/commands/haproxy-config/index.js';
 import type { Templates } from '../../src/ports/index.js';
 import { createTemplates } from '../../src/ports/templates.js';
 import { config, standbyConfig } from './config.js';
@@ -63,5 +64,16 @@ export function renderGoldens(): Map<string, string> {
     out.set(`${version}/postgresql.rb`, primary.recipeOverride);
     out.set(`${version}/chef-server.rb`, desiredChefServerRb(undefined, primaryConfig));
   }
+  // HAProxy for the pair: defaults, and with the TCP runtime API failover fences through.
+  const plain = renderHaproxy(commandContext({ config: config(), templates: goldenTemplates() }).ctx);
+  const withApi = renderHaproxy(
+    commandContext({
+      config: standbyConfig({ haproxy: { runtimeApi: { address: '10.0.0.9:9999' }, readLagBytes: 1048576 } }),
+      templates: goldenTemplates(),
+    }).ctx,
+  );
+  out.set('haproxy/haproxy.cfg', plain.cfg);
+  out.set('haproxy/haproxy.state', plain.state);
+  out.set('haproxy/haproxy.runtime-api.cfg', withApi.cfg);
   return out;
 }

@@ -5,6 +5,40 @@ import { StatusExit, ExitCode } from '../../core/errors.js';
 import type { PairFacts } from '../../core/facts.js';
 import type { Config } from '../../core/config.js';
 import { formatBytes } from '../../pg/lsn.js';
+import { routeWindow } from '../../haproxy/view.js';
+
+/**
+ * The HAProxy window (pure): how long HAProxy may still route to an old primary after it stops answering
+ * 200 on /primary, against how long failover's proxy fence takes. With haproxy.runtimeApi, failover puts
+ * the old master in maint before promoting and that takes at most runtimeApi.timeoutMs; without it the
+ * health checks are the only cut-off, so an old master that this node cannot reach but the proxy can may
+ * get clients for the whole window after the promotion.
+ */
+export function evaluateHaproxyWindow(config: Config): CheckResult {
+  const w = routeWindow(config);
+  const s = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
+  const detail = `HAProxy may route to an old primary for up to ${s(w.oldPrimaryMs)} (${w.formula}); a new primary gets traffic within ${s(w.newPrimaryMs)}`;
+  const api = config.haproxy.runtimeApi;
+  if (!api) {
+    return {
+      name: 'haproxy-window',
+      level: 'warn',
+      detail: `${detail}; no proxy fence (haproxy.runtimeApi) is configured, so that window is not cut short by failover`,
+    };
+  }
+  if (w.oldPrimaryMs > api.timeoutMs) {
+    return {
+      name: 'haproxy-window',
+      level: 'ok',
+      detail: `${detail}; failover's proxy fence at ${api.address} takes at most ${s(api.timeoutMs)} and comes first`,
+    };
+  }
+  return {
+    name: 'haproxy-window',
+    level: 'warn',
+    detail: `${detail}; failover's proxy fence may take up to ${s(api.timeoutMs)} (haproxy.runtimeApi.timeoutMs), longer than the checks`,
+  };
+}
 
 export interface CheckResult {
   readonly name: string;
@@ -118,6 +152,9 @@ export function evaluateChecks(facts: PairFacts, config: Config): CheckResult[] 
     level: 'ok',
     detail: `${formatBytes(l.freeBytes)} free for ${config.postgres.dataDir}`,
   });
+  if (config.haproxy.configured) {
+    out.push(evaluateHaproxyWindow(config));
+  }
   if (l.fenced) {
     out.push({
       name: 'fence',

@@ -28,7 +28,13 @@ async function run(ctx: CommandContext, options: FailoverOptions): Promise<void>
     ctx.reporter.info(`failover: ${decision.lossNote}`);
   }
   const rendered = renderManagedFiles(ctx, { role: 'primary' });
-  const plan = planFailover({ facts, decision, config: ctx.config, primaryConf: rendered.chefHaConf });
+  const plan = planFailover({
+    facts,
+    decision,
+    config: ctx.config,
+    primaryConf: rendered.chefHaConf,
+    force: options.force,
+  });
   await confirmPlan(ctx, plan, `Fence ${ctx.config.peer.name} and promote ${ctx.config.node.name}?`);
   const result = await executePlan(ctx, plan, { dryRun: ctx.options.dryRun });
   if (!ctx.options.dryRun) {

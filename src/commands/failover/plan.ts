@@ -9,6 +9,7 @@ import { featuresFor } from '../../pg/version.js';
 import type { FailoverDecision } from './decide.js';
 import { serviceStep, slotOf } from '../common.js';
 import { chefHaConfPath } from '../../chef/paths.js';
+import { serversOf } from '../../haproxy/view.js';
 
 export interface FailoverPlanInput {
   readonly facts: PairFacts;
@@ -16,6 +17,8 @@ export interface FailoverPlanInput {
   readonly config: Config;
   /** chef-ha.conf for this node as a primary. */
   readonly primaryConf: string;
+  /** --force: a proxy fence that fails is a warning even when nothing else fenced the old master. */
+  readonly force?: boolean;
 }
 
 export function planFailover(input: FailoverPlanInput): Plan {
@@ -66,6 +69,24 @@ export function planFailover(input: FailoverPlanInput): Plan {
     });
   }
   const fenceFirst = peerServer !== undefined;
+  // HAProxy fence: the old master's servers go to maint before the promotion, so that a master this node
+  // cannot reach (but the proxy can) gets no more clients. It is required when nothing else fences the
+  // old master before the promotion (its PostgreSQL does not answer here), unless --force.
+  const api = config.haproxy.runtimeApi;
+  if (api) {
+    steps.push({
+      kind: 'action',
+      id: 'fence-old-master-in-haproxy',
+      title: `put ${peer} in maint in every HAProxy backend (${api.address})`,
+      action: 'fence-proxy',
+      args: {
+        address: api.address,
+        servers: serversOf(peer),
+        timeoutMs: api.timeoutMs,
+        required: !fenceFirst && input.force !== true,
+      },
+    });
+  }
   if (fenceFirst) {
     steps.push(...fenceSteps);
   }

@@ -1,0 +1,165 @@
+/**
+ * The health endpoint's HTTP server and refresh loop. Requests are answered from the last snapshot by the
+ * pure `answer()`; the loop replaces the snapshot every health.refreshMs and never blocks a request.
+ * node:http with bounded concurrency (maxConnections, header and request timeouts, small headers); a
+ * malformed request gets 400 from the parser hook, and no request can crash the process.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { answer, evaluateSnapshot, type HealthAnswer } from './answer.js';
+import type { HealthSnapshot } from './snapshot.js';
+
+export interface HealthServerOptions {
+  readonly listen: string;
+  readonly port: number;
+  readonly refreshMs: number;
+  readonly staleMs: number;
+  readonly maxConnections: number;
+  readonly requestTimeoutMs: number;
+  /** Takes one snapshot; must not throw (a throw leaves the old snapshot to go stale). */
+  readonly probe: () => Promise<HealthSnapshot>;
+  readonly now: () => number;
+  /** Called when the node's role or its /primary or /standby answer changes. */
+  readonly onChange: (text: string) => void;
+  readonly onError: (text: string) => void;
+}
+
+export interface RunningHealthServer {
+  readonly server: Server;
+  /** The port actually bound (useful with port 0). */
+  readonly port: number;
+  /** The latest snapshot, if any. */
+  snapshot(): HealthSnapshot | undefined;
+  close(): Promise<void>;
+}
+
+function send(res: ServerResponse, a: HealthAnswer, head: boolean): void {
+  const body = head ? '' : a.body;
+  res.writeHead(a.status, { ...a.headers, 'content-length': String(Buffer.byteLength(body)) });
+  res.end(body);
+}
+
+/** Starts the server and the refresh loop. Resolves once it listens. */
+export async function startHealthServer(o: HealthServerOptions): Promise<RunningHealthServer> {
+  let snapshot: HealthSnapshot | undefined;
+  let lastChange: number | undefined;
+  let lastKey = '';
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+
+  const refresh = async (): Promise<void> => {
+    try {
+      const next = await o.probe();
+      if (stopped) {
+        return;
+      }
+      snapshot = next;
+      const e = evaluateSnapshot(next, { now: o.now(), staleMs: o.staleMs });
+      const key = `${e.role} primary=${e.primaryOk ? 200 : 503} standby=${e.streaming ? 200 : 503}`;
+      if (key !== lastKey) {
+        lastChange = o.now();
+        o.onChange(
+          `${next.node}: ${e.role}, /primary ${e.primaryOk ? 200 : 503} (${e.primaryReason}), /standby ${e.streaming ? 200 : 503}`,
+        );
+        lastKey = key;
+      }
+    } catch (error) {
+      o.onError(`health probe failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  };
+  const loop = async (): Promise<void> => {
+    const started = o.now();
+    await refresh();
+    if (!stopped) {
+      // The next refresh starts refreshMs after this one started, or at once when the probe was slower.
+      timer = setTimeout(() => void loop(), Math.max(0, o.refreshMs - (o.now() - started)));
+    }
+  };
+
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    try {
+      const a = answer(
+        snapshot,
+        { method: req.method ?? '', url: req.url ?? '' },
+        { now: o.now(), staleMs: o.staleMs, lastChange },
+      );
+      // A request body is never read: drop it instead of buffering it.
+      req.resume();
+      send(res, a, req.method === 'HEAD');
+    } catch (error) {
+      o.onError(`health request failed: ${error instanceof Error ? error.message : String(error)}`);
+      if (!res.headersSent) {
+        send(
+          res,
+          { status: 503, headers: { 'content-type': 'text/plain' }, body: 'internal error\n' },
+          false,
+        );
+      } else {
+        res.destroy();
+      }
+    }
+  };
+
+  const server = createServer(
+    {
+      requestTimeout: o.requestTimeoutMs,
+      headersTimeout: o.requestTimeoutMs,
+      keepAliveTimeout: 5_000,
+      maxHeaderSize: 8 * 1024,
+      noDelay: true,
+    },
+    handler,
+  );
+  server.maxConnections = o.maxConnections;
+  server.maxRequestsPerSocket = 0;
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    // Malformed requests, oversized headers and timeouts: answer 400 (408 for a timeout) when the socket
+    // can still be written, never throw.
+    if (socket.writable && !socket.destroyed) {
+      const status =
+        err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? '408 Request Timeout'
+          : err.code === 'HPE_HEADER_OVERFLOW'
+            ? '431 Request Header Fields Too Large'
+            : '400 Bad Request';
+      socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    }
+    socket.destroy();
+  });
+  server.on('error', (err) => {
+    o.onError(`health server error: ${err.message}`);
+  });
+
+  await refresh();
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void => {
+      reject(err);
+    };
+    server.once('error', onError);
+    server.listen({ host: o.listen, port: o.port, backlog: o.maxConnections }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  timer = setTimeout(() => void loop(), o.refreshMs);
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : o.port;
+  return {
+    server,
+    port,
+    snapshot: () => snapshot,
+    close: async () => {
+      stopped = true;
+      if (timer) {
+        clearTimeout(timer);
+      }
+      server.closeIdleConnections();
+      await new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+        server.closeAllConnections();
+      });
+    },
+  };
+}

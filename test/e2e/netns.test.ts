@@ -170,9 +170,38 @@ describe('sandbox in network namespaces with a proxy host', { timeout: 900_000 }
     assert.equal(seen, true);
   });
 
-  test('the proxy host sends Chef API writes to the master', async () => {
+  test('services start health-server in each namespace; the proxy host (haproxy-config) sends Chef API writes to the master', async () => {
     const proxy = sb.proxy;
     assert.ok(proxy);
+    assert.match(await readFile(proxy.config, 'utf8'), /managed by chef-ha-ctl .*\(haproxy-config\)/);
+    const reports = await startServices(sb);
+    const help = (await runCli(a, ['--help'])).stdout;
+    for (const r of reports) {
+      if (new RegExp(`^  ${r.service}\\b`, 'm').test(help)) {
+        assert.equal(r.state, 'started', `${r.node} ${r.service}`);
+      } else {
+        // a service whose command this build lacks is reported, never imitated
+        assert.equal(r.state, 'skipped', `${r.node} ${r.service}`);
+        assert.match(r.detail ?? '', new RegExp(`no \`${r.service}\` command`));
+      }
+    }
+    const health = reports.find((r) => r.node === a.name && r.service === 'health-server');
+    assert.equal(health?.state, 'started', 'this build has health-server');
+    assert.ok(health.pid !== undefined);
+    assert.equal(await netnsOfPid(health.pid), await netnsId(a.netns ?? ''));
+    // the test host reaches each node's health endpoint over the bridge
+    const primary = await waitFor(
+      'chef-a /primary 200',
+      () => httpOk(`http://${a.address}:${a.healthPort}/primary`),
+      20_000,
+      250,
+    );
+    assert.equal(primary, true);
+    assert.equal(
+      await httpOk(`http://${b.address}:${b.healthPort}/primary`),
+      false,
+      'the standby is not primary',
+    );
     const reg = await waitFor(
       'the proxy to mark the master up',
       async () => {
@@ -253,21 +282,6 @@ describe('sandbox in network namespaces with a proxy host', { timeout: 900_000 }
     }
     assert.equal(await waitFor('the postmaster to run again', async () => (await state(pid)) !== 'T'), true);
     assert.equal(await sql(a, 'SELECT 1', 'postgres'), '1');
-  });
-
-  test('services: chef-ha-ctl services this build lacks are skipped, never imitated', async () => {
-    const reports = await startServices(sb);
-    const help = await runCli(a, ['--help']);
-    for (const r of reports) {
-      const cmd = r.service;
-      if (new RegExp(`^  ${cmd}\\b`, 'm').test(help.stdout)) {
-        assert.equal(r.state, 'started', `${r.node} ${cmd}`);
-      } else {
-        assert.equal(r.state, 'skipped', `${r.node} ${cmd}`);
-        assert.match(r.detail ?? '', new RegExp(`no \`${cmd}\` command`));
-      }
-    }
-    await stopServices(sb);
   });
 
   test('services are supervised inside the node namespace: restarted after a kill, stopped by pid', async () => {

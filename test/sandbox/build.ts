@@ -529,6 +529,8 @@ export async function writeChefHaConfig(
   peerPaths: NodePaths,
   peerPlan: NodePlan,
   opts: Required<Pick<UpOptions, 'mode' | 'sync'>>,
+  /** the `haproxy` section when the sandbox has a proxy host (proxy.ts haproxySection) */
+  haproxy: Record<string, unknown> | null = null,
 ): Promise<void> {
   const config = {
     node: { name: plan.name, address: plan.address },
@@ -575,6 +577,7 @@ export async function writeChefHaConfig(
       },
     },
     health: { listen: plan.address, port: plan.ports.health },
+    ...(haproxy === null ? {} : { haproxy }),
     stateDir: p.chefHaStateDir,
   };
   await mkdirOwned(dirname(p.chefHaConfig), 0o755);

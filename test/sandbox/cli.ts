@@ -122,7 +122,7 @@ async function main(argv: readonly string[]): Promise<number> {
         }
         if (info.proxy) {
           console.log(
-            `  proxy: chef API ${info.proxy.chefApi}, postgres ${info.proxy.postgres}, stats ${info.proxy.stats}${info.proxy.netns === null ? '' : `, netns ${info.proxy.netns}`}`,
+            `  proxy: chef API ${info.proxy.chefApi}, postgres ${info.proxy.postgres}, read-only ${info.proxy.postgresReadOnly}, runtime API ${info.proxy.runtimeApi}${info.proxy.netns === null ? '' : `, netns ${info.proxy.netns}`} (servers DOWN until \`services DIR start\` runs health-server)`,
           );
         }
         console.log(`  details: ${info.dir}/sandbox.json`);

@@ -26,7 +26,7 @@ import {
 } from './netns.js';
 import { PORT_OFFSET, PORTS_PER_NODE, releasePorts, releasePortsOwnedBy, reservePorts } from './ports.js';
 import { allPids, cmdlineOf, isAlive, parentOf, run, runAs, runOk, stopPid, type RunResult } from './proc.js';
-import { startProxy, stopProxy } from './proxy.js';
+import { haproxySection, startProxy, stopProxy, type ProxyPlan } from './proxy.js';
 import { stopServices } from './services.js';
 import { knownPids } from './standins/runit.js';
 import type { RecordedPid, SandboxInfo, SandboxNode, UpOptions } from './types.js';
@@ -233,6 +233,19 @@ export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<Sand
     clientKey,
   ]);
 
+  const proxyBase = basePort + count * PORTS_PER_NODE;
+  const proxyPlan: ProxyPlan | null = withProxy
+    ? {
+        address: layout?.proxy.address ?? '127.0.0.1',
+        netns: layout?.proxy.ns ?? null,
+        ports: {
+          postgres: proxyBase + PORT_OFFSET.postgres,
+          postgresReadOnly: proxyBase + PORT_OFFSET.embeddedPostgres,
+          chefApi: proxyBase + PORT_OFFSET.chefApi,
+          runtimeApi: proxyBase + PORT_OFFSET.health,
+        },
+      }
+    : null;
   const paths = await Promise.all(plans.map((pl) => buildNode(abs, pl, clientKey)));
   for (let i = 0; i < count; i++) {
     const j = (i + 1) % count;
@@ -241,7 +254,14 @@ export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<Sand
       throw new Error('internal: node plan mismatch');
     }
     await writeKnownHosts(p, peer, peerPl);
-    await writeChefHaConfig(p, pl, peer, peerPl, { mode: info.mode, sync: info.synchronous });
+    await writeChefHaConfig(
+      p,
+      pl,
+      peer,
+      peerPl,
+      { mode: info.mode, sync: info.synchronous },
+      proxyPlan === null ? null : haproxySection(abs, proxyPlan, pl.ports.chefApi, peerPl.ports.chefApi),
+    );
   }
   info = { ...info, pids: await collectPids(info) };
   await writeSandbox(info);
@@ -257,20 +277,10 @@ export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<Sand
       );
     }
   });
-  if (withProxy) {
-    const proxyBase = basePort + count * PORTS_PER_NODE;
+  if (proxyPlan !== null) {
     info = { ...info, pids: await collectPids(info) };
     await writeSandbox(info);
-    const proxy = await startProxy(info, {
-      address: layout?.proxy.address ?? '127.0.0.1',
-      netns: layout?.proxy.ns ?? null,
-      ports: {
-        postgres: proxyBase + PORT_OFFSET.postgres,
-        chefApi: proxyBase + PORT_OFFSET.chefApi,
-        stats: proxyBase + PORT_OFFSET.health,
-      },
-    });
-    info = { ...info, proxy };
+    info = { ...info, proxy: await startProxy(info, proxyPlan) };
   }
   info = { ...info, state: 'up', pids: await collectPids(info) };
   await writeSandbox(info);

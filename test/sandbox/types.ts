@@ -93,13 +93,16 @@ export interface SandboxProxy {
   readonly chefApi: string;
   /** host:port of the PostgreSQL frontend (the writable primary) */
   readonly postgres: string;
-  /** HAProxy's stats page (sandbox only) */
-  readonly stats: string;
+  /** host:port of the read-only PostgreSQL frontend (standbys within the lag bound) */
+  readonly postgresReadOnly: string;
+  /** host:port of HAProxy's TCP runtime API (chef-ha.json haproxy.runtimeApi) */
+  readonly runtimeApi: string;
   /** HAProxy's admin socket (a filesystem path: reachable from any namespace) */
   readonly adminSocket: string;
+  /** haproxy.cfg, written by `chef-ha-ctl haproxy-config --output` */
   readonly config: string;
-  /** where the config came from: chef-ha-ctl haproxy-config, or the sandbox's own bridge config */
-  readonly configSource: 'chef-ha-ctl haproxy-config' | 'sandbox';
+  /** the server-state seed (every server DOWN until its first check) */
+  readonly stateFile: string;
   readonly pidFile: string;
   readonly log: string;
   /** network namespace (netns mode only) */

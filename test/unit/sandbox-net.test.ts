@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { inNetns, planNetLayout } from '../sandbox/netns.js';
-import { renderBridgeConfig } from '../sandbox/proxy.js';
-import type { SandboxInfo } from '../sandbox/types.js';
+import { haproxySection } from '../sandbox/proxy.js';
 
 describe('planNetLayout (sandbox netns mode)', () => {
   test('names namespaces and the root link after the base port and numbers hosts on one /24', () => {
@@ -51,25 +50,25 @@ test('inNetns prefixes ip netns exec only when there is a namespace', () => {
   assert.deepEqual(inNetns(null, ['psql']), ['psql']);
 });
 
-test('the proxy bridge config sends both frontends to the node whose Chef API reports a writable database', () => {
-  const node = (name: string, address: string, pg: number, api: number): SandboxInfo['nodes'][number] =>
-    ({
-      name,
-      chefApi: `http://${address}:${api}`,
-      postgres: { host: address, port: pg },
-    }) as SandboxInfo['nodes'][number];
-  const info = {
-    nodes: [node('chef-a', '10.1.1.11', 100, 102), node('chef-b', '10.1.1.12', 110, 112)],
-  } as unknown as SandboxInfo;
-  const cfg = renderBridgeConfig(
-    info,
-    { address: '10.1.1.10', netns: 'x', ports: { postgres: 120, chefApi: 122, stats: 123 } },
-    '/s/admin.sock',
+test('the haproxy section of a node config binds the proxy frontends and names both Chef API ports', () => {
+  const section = haproxySection(
+    '/sb',
+    {
+      address: '10.1.1.10',
+      netns: 'x',
+      ports: { postgres: 120, postgresReadOnly: 121, chefApi: 122, runtimeApi: 123 },
+    },
+    102,
+    112,
   );
-  assert.match(cfg, /^frontend chef_api\n {4}bind 10\.1\.1\.10:122$/m);
-  assert.match(cfg, /^frontend postgres\n {4}bind 10\.1\.1\.10:120$/m);
-  assert.match(cfg, /^ {4}server chef-a 10\.1\.1\.11:100 check port 102 /m);
-  assert.match(cfg, /^ {4}server chef-b 10\.1\.1\.12:112 check port 112 /m);
-  assert.match(cfg, /http-check expect rstring writable\.:true/);
-  assert.match(cfg, /SANDBOX BRIDGE CONFIG/);
+  assert.deepEqual(section, {
+    chefApi: { bind: '10.1.1.10', port: 122 },
+    postgres: { bind: '10.1.1.10', port: 120 },
+    postgresReadOnly: { bind: '10.1.1.10', port: 121 },
+    chefApiPort: 102,
+    peerChefApiPort: 112,
+    socket: '/sb/proxy/admin.sock',
+    stateFile: '/sb/proxy/haproxy.state',
+    runtimeApi: { address: '10.1.1.10:123' },
+  });
 });

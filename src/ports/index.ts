@@ -19,6 +19,8 @@ import type { Templates } from './templates.js';
 import { createTemplates } from './templates.js';
 import type { HaproxyRuntime } from './haproxy.js';
 import { createHaproxyRuntime } from './haproxy.js';
+import type { Http } from './http.js';
+import { createHttp } from './http.js';
 
 export type { Archive } from './archive.js';
 export type { Clock } from './clock.js';
@@ -29,6 +31,7 @@ export type { Shell, RunOptions, RunResult } from './shell.js';
 export { CommandError, shellQuote, redact } from './shell.js';
 export type { Templates } from './templates.js';
 export type { HaproxyRuntime } from './haproxy.js';
+export type { Http } from './http.js';
 
 export interface Process {
   readonly pid: number;
@@ -50,6 +53,8 @@ export interface Ports {
   readonly proc: Process;
   /** HAProxy's runtime API (failover's proxy fence). */
   readonly haproxy: HaproxyRuntime;
+  /** HTTP probes (health endpoints shown by status). */
+  readonly http: Http;
 }
 
 export interface RealPortsOptions {
@@ -83,6 +88,7 @@ export function createRealPorts(options: RealPortsOptions): Ports {
     templates: createTemplates(root),
     clock: createClock(),
     haproxy: createHaproxyRuntime(),
+    http: createHttp(),
     proc: {
       pid: process.pid,
       isRoot,

@@ -5,7 +5,7 @@
 import type { Config } from '../../src/core/config.js';
 import type { CommandContext, GlobalOptions } from '../../src/core/context.js';
 import { createSecretStore } from '../../src/core/context.js';
-import type { Archive, HaproxyRuntime, Ports, Process, Templates } from '../../src/ports/index.js';
+import type { Archive, HaproxyRuntime, Http, Ports, Process, Templates } from '../../src/ports/index.js';
 import { config as buildConfig } from './config.js';
 import { FakePostgres } from './fake-pg.js';
 import { FakeShell } from './fake-shell.js';
@@ -64,6 +64,14 @@ export class FakeHaproxy implements HaproxyRuntime {
   }
 }
 
+/** Answers HTTP probes from `statuses` (by URL); 0 (no answer) otherwise. */
+export class FakeHttp implements Http {
+  readonly statuses = new Map<string, number>();
+  status(url: string): Promise<number> {
+    return Promise.resolve(this.statuses.get(url) ?? 0);
+  }
+}
+
 export interface Fakes {
   readonly shell: FakeShell;
   readonly pg: FakePostgres;
@@ -72,6 +80,7 @@ export interface Fakes {
   readonly clock: FixedClock;
   readonly proc: FakeProcess;
   readonly haproxy: FakeHaproxy;
+  readonly http: FakeHttp;
   readonly reporter: RecordingReporter;
   /** Questions the context was asked to confirm. */
   readonly questions: string[];
@@ -99,6 +108,7 @@ export function commandContext(options: ContextOptions = {}): { readonly ctx: Co
     clock: new FixedClock(),
     proc: options.proc ?? new FakeProcess(),
     haproxy: new FakeHaproxy(),
+    http: new FakeHttp(),
     reporter: new RecordingReporter(),
     questions: [] as string[],
     abort: new AbortController(),
@@ -112,6 +122,7 @@ export function commandContext(options: ContextOptions = {}): { readonly ctx: Co
     clock: fakes.clock,
     proc: fakes.proc,
     haproxy: fakes.haproxy,
+    http: fakes.http,
   };
   const ctx: CommandContext = {
     config,

@@ -10,6 +10,9 @@ import { haproxyStateView, pairServers, routeWindow, serversOf } from '../../src
 import { config, standbyConfig } from '../fakes/config.js';
 import { commandContext } from '../fakes/context.js';
 import { pairFacts } from '../fakes/facts.js';
+import { summarizeStatus } from '../../src/commands/status/summarize.js';
+import { formatStatus } from '../../src/commands/status/format.js';
+import { withHealthAnswers } from '../../src/commands/status/index.js';
 
 const API = { runtimeApi: { address: '10.0.0.9:9999' } };
 
@@ -197,5 +200,39 @@ describe('failover fences through HAProxy', () => {
     const { ctx, haproxy } = commandContext({ config: standbyConfig(), options: { dryRun: true } });
     await executePlan(ctx, fenceOnly(true), { dryRun: true });
     assert.deepEqual(haproxy.calls, []);
+  });
+});
+
+describe('status shows each node health answer', () => {
+  test('adds a /primary column with the code, or "no answer", only when the endpoints were asked', () => {
+    const facts = pairFacts.primaryWithStreamingStandby();
+    const plain = summarizeStatus(facts, standbyConfig());
+    assert.doesNotMatch(formatStatus(plain), /\/primary/);
+    const shown = withHealthAnswers(plain, new Map([['db1', 200]]));
+    const table = formatStatus(shown);
+    assert.match(table, /\/primary/);
+    assert.match(table, /db1 \(10\.0\.0\.1\).*200$/m);
+    assert.deepEqual(
+      shown.nodes.map((n) => [n.name, n.health]),
+      [
+        ['db2', undefined],
+        ['db1', 200],
+      ],
+    );
+    assert.match(
+      formatStatus(withHealthAnswers(plain, new Map([['db2', 0]]))),
+      /db2 \(10\.0\.0\.2\).*no answer$/m,
+    );
+  });
+
+  test('asks both health endpoints on /primary', async () => {
+    const { ctx, http } = commandContext({ config: standbyConfig() });
+    http.statuses.set('http://10.0.0.1:5445/primary', 200);
+    http.statuses.set('http://10.0.0.2:5445/primary', 503);
+    const { status } = await import('../../src/commands/status/index.js');
+    await status(ctx).catch(() => undefined);
+    const out = JSON.stringify(ctx.reporter);
+    assert.match(out, /"health":200/);
+    assert.match(out, /"health":503/);
   });
 });

@@ -3,7 +3,18 @@ import { formatBytes } from '../../pg/lsn.js';
 import type { PairStatus } from './summarize.js';
 
 export function formatStatus(s: PairStatus): string {
-  const header = ['', 'node', 'role', 'timeline', 'lsn', 'lag', 'sync', 'recipe'];
+  const withHealth = s.nodes.some((n) => n.health !== undefined);
+  const header = [
+    '',
+    'node',
+    'role',
+    'timeline',
+    'lsn',
+    'lag',
+    'sync',
+    'recipe',
+    ...(withHealth ? ['/primary'] : []),
+  ];
   const rows = s.nodes.map((n) => [
     n.local ? '*' : ' ',
     `${n.name} (${n.address})`,
@@ -15,6 +26,7 @@ export function formatStatus(s: PairStatus): string {
       : `${formatBytes(n.lagBytes)}${n.lagSeconds !== null ? ` / ${n.lagSeconds.toFixed(1)}s` : ''}`,
     n.syncState ?? '-',
     n.recipe,
+    ...(withHealth ? [n.health === undefined || n.health === 0 ? 'no answer' : String(n.health)] : []),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]): string =>

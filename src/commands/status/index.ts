@@ -2,12 +2,40 @@
 import type { CommandContext } from '../../core/context.js';
 import { gatherPairFacts } from '../../core/facts.js';
 import { StatusExit } from '../../core/errors.js';
-import { summarizeStatus } from './summarize.js';
+import { summarizeStatus, type PairStatus } from './summarize.js';
 import { formatStatus } from './format.js';
 
+/** Each node's health endpoint answer on /primary, asked in parallel with a short timeout. */
+async function probeHealthAnswers(ctx: CommandContext): Promise<Map<string, number>> {
+  const { config } = ctx;
+  const targets: [string, string][] = [
+    [config.node.name, `http://${urlHost(config.node.address)}:${config.health.port}/primary`],
+    [config.peer.name, `http://${urlHost(config.peer.address)}:${config.peer.healthPort}/primary`],
+  ];
+  const codes = await Promise.all(targets.map(([, url]) => ctx.ports.http.status(url, HEALTH_TIMEOUT_MS)));
+  return new Map(targets.map(([name], i) => [name, codes[i] ?? 0]));
+}
+
+const HEALTH_TIMEOUT_MS = 500;
+
+function urlHost(address: string): string {
+  return address.includes(':') ? `[${address}]` : address;
+}
+
+/** Adds the health answers to the summary. Pure. */
+export function withHealthAnswers(summary: PairStatus, answers: ReadonlyMap<string, number>): PairStatus {
+  return {
+    ...summary,
+    nodes: summary.nodes.map((n) => {
+      const code = answers.get(n.name);
+      return code === undefined ? n : { ...n, health: code };
+    }),
+  };
+}
+
 export async function status(ctx: CommandContext): Promise<void> {
-  const facts = await gatherPairFacts(ctx);
-  const summary = summarizeStatus(facts, ctx.config);
+  const [facts, answers] = await Promise.all([gatherPairFacts(ctx), probeHealthAnswers(ctx)]);
+  const summary = withHealthAnswers(summarizeStatus(facts, ctx.config), answers);
   ctx.reporter.result(formatStatus(summary), summary);
   if (summary.exitCode !== 0) {
     // The table already said why; the exit code carries the verdict.

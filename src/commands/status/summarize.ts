@@ -21,6 +21,8 @@ export interface NodeStatus {
   readonly streaming: boolean | null;
   readonly recipe: string;
   readonly detail: string;
+  /** The node's health endpoint answer on /primary (0: no answer), when it was asked. */
+  readonly health?: number;
 }
 
 export interface PairStatus {

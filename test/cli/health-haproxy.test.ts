@@ -32,7 +32,11 @@ describe('health-server and haproxy-config exit codes', () => {
     );
   });
   after(async () => {
-    await new Promise<void>((resolve) => blocker.close(() => { resolve(); }));
+    await new Promise<void>((resolve) =>
+      blocker.close(() => {
+        resolve();
+      }),
+    );
     await rm(dir, { recursive: true, force: true });
   });
 

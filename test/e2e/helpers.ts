@@ -23,7 +23,12 @@ export interface CliResult {
   readonly ms: number;
 }
 
-/** Runs `node dist/cli.js --config <node config> --yes ARGS`. */
+/** argv prefix that runs a command on this node: `ip netns exec <ns>` in netns mode, nothing on loopback. */
+function onNode(node: SandboxNode | null): string[] {
+  return node?.netns ? ['ip', 'netns', 'exec', node.netns] : [];
+}
+
+/** Runs `node dist/cli.js --config <node config> --yes ARGS` on the node (inside its namespace in netns mode). */
 export async function runCli(
   node: SandboxNode,
   args: readonly string[],
@@ -32,14 +37,20 @@ export async function runCli(
   return runCliRaw(
     ['--config', node.config, ...(opts.yes === false ? [] : ['--yes']), ...args],
     opts.timeoutMs,
+    node,
   );
 }
 
-/** Runs the CLI with exactly these arguments, no stdin. */
-export function runCliRaw(args: readonly string[], timeoutMs = 600_000): Promise<CliResult> {
+/** Runs the CLI with exactly these arguments, no stdin (on `node` when given, see runCli). */
+export function runCliRaw(
+  args: readonly string[],
+  timeoutMs = 600_000,
+  node: SandboxNode | null = null,
+): Promise<CliResult> {
   const started = Date.now();
+  const [file, ...argv] = [...onNode(node), process.execPath, CLI, ...args] as [string, ...string[]];
   return new Promise((resolvePromise) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(file, argv, {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, NO_COLOR: '1' },
     });
@@ -55,9 +66,19 @@ export function runCliRaw(args: readonly string[], timeoutMs = 600_000): Promise
   });
 }
 
-/** Starts the CLI in its own process group (to kill it and its children mid-way). */
+/** Starts the CLI in its own process group (to kill it and its children mid-way), on the node. */
 export function spawnCli(node: SandboxNode, args: readonly string[]): ChildProcess {
-  return spawn(process.execPath, [CLI, '--config', node.config, '--yes', ...args], {
+  // `ip netns exec` execs the command in place: the child's pid is the CLI's
+  const [file, ...argv] = [
+    ...onNode(node),
+    process.execPath,
+    CLI,
+    '--config',
+    node.config,
+    '--yes',
+    ...args,
+  ] as [string, ...string[]];
+  return spawn(file, argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
     env: { ...process.env, NO_COLOR: '1' },

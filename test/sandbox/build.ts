@@ -26,6 +26,7 @@ import {
   nodePaths,
   type NodePaths,
 } from './paths.js';
+import { inNetns } from './netns.js';
 import { run, runAs, runOk, spawnDetached, userIds, waitFor } from './proc.js';
 import { sha256File } from './standins/reconfigure.js';
 import { EMBEDDED_OS_USER, EMBEDDED_SUPERUSER } from './standins/runit.js';
@@ -35,6 +36,8 @@ export interface NodePlan {
   readonly name: string;
   readonly index: number;
   readonly address: string;
+  /** the node's network namespace (netns mode), null on loopback */
+  readonly netns: string | null;
   readonly ports: {
     postgres: number;
     embeddedPostgres: number;
@@ -154,7 +157,11 @@ async function buildDistributionPostgres(p: NodePaths, plan: NodePlan): Promise<
     ['hba_file', `'${join(p.pgConfDir, 'pg_hba.conf')}'`, 'host-based authentication file'],
     ['ident_file', `'${join(p.pgConfDir, 'pg_ident.conf')}'`, 'ident configuration file'],
     ['external_pid_file', `'${join(p.pgSocketDir, '15-main.pid')}'`, 'write an extra PID file'],
-    ['listen_addresses', `'${plan.address}'`, 'what IP address(es) to listen on;'],
+    [
+      'listen_addresses',
+      plan.netns === null ? `'${plan.address}'` : `'localhost,${plan.address}'`,
+      'what IP address(es) to listen on;',
+    ],
     ['port', String(plan.ports.postgres), '(change requires restart)'],
     ['unix_socket_directories', `'${p.pgSocketDir}'`, 'comma-separated list of directories'],
     ['password_encryption', 'scram-sha-256', 'scram-sha-256 or md5'],
@@ -180,9 +187,13 @@ async function buildDistributionPostgres(p: NodePaths, plan: NodePlan): Promise<
   for (const f of ['postgresql.conf', 'pg_hba.conf', 'pg_ident.conf']) {
     await rm(join(p.pgDataDir, f), { force: true });
   }
-  const start = await runAs(
-    'postgres',
-    [
+  // in netns mode the postmaster starts inside the node's namespace (ip netns exec, then runuser)
+  const start = await run(
+    inNetns(plan.netns, [
+      'runuser',
+      '-u',
+      'postgres',
+      '--',
       join(PG_BINDIR, 'pg_ctl'),
       '-D',
       p.pgDataDir,
@@ -194,7 +205,7 @@ async function buildDistributionPostgres(p: NodePaths, plan: NodePlan): Promise<
       '-t',
       '60',
       'start',
-    ],
+    ]),
     { cwd: '/' },
   );
   if (start.code !== 0) {
@@ -365,7 +376,16 @@ exec ${p.ctl} "$cmd" "$svc"
 # Runs test/sandbox/standins/chef-server-ctl.ts for the node rooted at ${p.root}.
 #
 unset RUBYOPT BUNDLE_BIN_PATH BUNDLE_GEMFILE GEM_PATH GEM_HOME
-export CHEF_STANDIN_ROOT='${p.root}'
+${
+  plan.netns === null
+    ? ''
+    : `# netns mode: this host's tools run in its network namespace, whoever calls them (the services they
+# start, erchef and the embedded PostgreSQL, then live there too)
+if [ "$(stat -L -c %i /proc/self/ns/net)" != "$(stat -L -c %i /run/netns/${plan.netns} 2>/dev/null)" ]; then
+  exec ip netns exec ${plan.netns} "$0" "$@"
+fi
+`
+}export CHEF_STANDIN_ROOT='${p.root}'
 export CHEF_STANDIN_SANDBOX='${sandboxDir}'
 ${
   bundle === null
@@ -390,8 +410,8 @@ exec '${process.execPath}' '${bundle}' "$@"`
     `# Sandbox stand-in host settings of node ${plan.name}, read before /etc/chef-server/chef-server.rb.
 # Several stand-in Chef Servers share one machine, so each embedded PostgreSQL and each erchef needs its
 # own address and port; on real hosts these are the same defaults on both servers.
-postgresql['listen_address'] = '${plan.address}'
-postgresql['vip'] = '${plan.address}'
+postgresql['listen_address'] = '${plan.netns === null ? plan.address : '127.0.0.1'}'
+postgresql['vip'] = '${plan.netns === null ? plan.address : '127.0.0.1'}'
 postgresql['port'] = ${plan.ports.embeddedPostgres}
 erchef['listen'] = '${plan.address}'
 erchef['port'] = ${plan.ports.chefApi}
@@ -474,7 +494,11 @@ Subsystem sftp internal-sftp
     throw new Error(`sshd -t -f ${p.sshdConfig}: ${check.stderr.trim()}`);
   }
   await mkdir(dirname(p.sshdLog), { recursive: true });
-  spawnDetached(['/usr/sbin/sshd', '-D', '-e', '-f', p.sshdConfig], { logFile: p.sshdLog, cwd: '/' });
+  // `ip netns exec` execs sshd in place: the pid in the PidFile is the daemon's
+  spawnDetached(inNetns(plan.netns, ['/usr/sbin/sshd', '-D', '-e', '-f', p.sshdConfig]), {
+    logFile: p.sshdLog,
+    cwd: '/',
+  });
   if (!(await waitFor(() => tcpOpen(plan.address, plan.ports.ssh), 10_000))) {
     throw new Error(
       `sshd of ${plan.name} did not listen on ${plan.address}:${plan.ports.ssh}; see ${p.sshdLog}`,
@@ -505,6 +529,8 @@ export async function writeChefHaConfig(
   peerPaths: NodePaths,
   peerPlan: NodePlan,
   opts: Required<Pick<UpOptions, 'mode' | 'sync'>>,
+  /** the `haproxy` section when the sandbox has a proxy host (proxy.ts haproxySection) */
+  haproxy: Record<string, unknown> | null = null,
 ): Promise<void> {
   const config = {
     node: { name: plan.name, address: plan.address },
@@ -562,6 +588,7 @@ export async function writeChefHaConfig(
     // Londiste daemons' files under the stand-in host's postgres home; the sandbox host's systemd is
     // not this node's, so Debian's pgqd.service is left alone.
     londiste: { dir: join(p.pgHome, 'chef-ha-londiste'), disableSystemPgqd: false },
+    ...(haproxy === null ? {} : { haproxy }),
     stateDir: p.chefHaStateDir,
   };
   await mkdirOwned(dirname(p.chefHaConfig), 0o755);
@@ -587,7 +614,8 @@ export function describeNode(p: NodePaths, plan: NodePlan): SandboxNode {
       logFile: p.pgLogFile,
     },
     embeddedPostgres: {
-      host: plan.address,
+      // in netns mode the embedded cluster listens on 127.0.0.1 inside the node's namespace
+      host: plan.netns === null ? plan.address : '127.0.0.1',
       port: plan.ports.embeddedPostgres,
       socketDir: p.embeddedSocketDir,
       dataDir: p.embeddedDataDir,
@@ -595,6 +623,6 @@ export function describeNode(p: NodePaths, plan: NodePlan): SandboxNode {
     },
     healthPort: plan.ports.health,
     sshPort: plan.ports.ssh,
-    netns: null,
+    netns: plan.netns,
   };
 }

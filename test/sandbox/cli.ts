@@ -1,17 +1,44 @@
 /**
  * Command-line face of the sandbox (run through scripts/sandbox):
- *   up DIR [--nodes 2] [--net loopback] [--mode streaming|londiste] [--sync] [--proxy] [--etcd]
+ *   up DIR [--nodes 2] [--net loopback|netns] [--mode streaming|londiste] [--sync] [--proxy] [--etcd]
  *   down DIR
  *   services DIR start|stop
- * Exit codes: 0 ok, 1 failure, 2 usage or not implemented yet.
+ *   exec DIR NODE -- CMD [ARG...]
+ *   partition DIR NODE [OTHER] | heal DIR NODE [OTHER]       (netns mode)
+ *   freeze DIR NODE | thaw DIR NODE
+ * Exit codes: 0 ok, 1 failure, 2 usage or not implemented yet; exec exits with the command's code.
  */
-import { NotImplementedError, SandboxUpError, downSandbox, upSandbox } from './index.js';
+import { spawn } from 'node:child_process';
+import {
+  NotImplementedError,
+  SandboxStateError,
+  SandboxUpError,
+  downSandbox,
+  cutLink,
+  freezePostgres,
+  healLink,
+  healNode,
+  nodeNamed,
+  partitionNode,
+  readSandbox,
+  startServices,
+  stopServices,
+  thawPostgres,
+  upSandbox,
+} from './index.js';
+import { inNetns } from './netns.js';
 import type { NetMode, ReplicationMode, UpOptions } from './types.js';
 
 const USAGE = `usage:
   scripts/sandbox up DIR [--nodes 2] [--net loopback|netns] [--mode streaming|londiste] [--sync] [--proxy] [--etcd]
   scripts/sandbox down DIR
-  scripts/sandbox services DIR start|stop`;
+  scripts/sandbox services DIR start|stop
+  scripts/sandbox exec DIR NODE -- CMD [ARG...]    run CMD on NODE (inside its namespace in netns mode)
+  scripts/sandbox partition DIR NODE [OTHER]       take NODE's link down at the bridge (netns mode);
+                                                   with OTHER (a node or "proxy"): drop only their traffic
+  scripts/sandbox heal DIR NODE [OTHER]            undo it
+  scripts/sandbox freeze DIR NODE                  SIGSTOP NODE's postmaster
+  scripts/sandbox thaw DIR NODE                    SIGCONT it`;
 
 class Usage extends Error {}
 
@@ -90,7 +117,12 @@ async function main(argv: readonly string[]): Promise<number> {
         console.log(`sandbox up in ${info.dir} (${((Date.now() - started) / 1000).toFixed(1)}s)`);
         for (const n of info.nodes) {
           console.log(
-            `  ${n.name}: chef API ${n.chefApi}, postgres ${n.postgres.host}:${n.postgres.port}, embedded :${n.embeddedPostgres.port}, ssh :${n.sshPort}, config ${n.config}`,
+            `  ${n.name}: chef API ${n.chefApi}, postgres ${n.postgres.host}:${n.postgres.port}, embedded :${n.embeddedPostgres.port}, ssh :${n.sshPort}, config ${n.config}${n.netns === null ? '' : `, netns ${n.netns}`}`,
+          );
+        }
+        if (info.proxy) {
+          console.log(
+            `  proxy: chef API ${info.proxy.chefApi}, postgres ${info.proxy.postgres}, read-only ${info.proxy.postgresReadOnly}, runtime API ${info.proxy.runtimeApi}${info.proxy.netns === null ? '' : `, netns ${info.proxy.netns}`} (servers DOWN until \`services DIR start\` runs health-server)`,
           );
         }
         console.log(`  details: ${info.dir}/sandbox.json`);
@@ -109,7 +141,62 @@ async function main(argv: readonly string[]): Promise<number> {
         if (dir === undefined || (action !== 'start' && action !== 'stop') || rest.length !== 2) {
           throw new Usage('services needs DIR and start|stop');
         }
-        console.log('no services defined yet');
+        const info = await readSandbox(dir);
+        const reports = action === 'start' ? await startServices(info) : await stopServices(info);
+        for (const r of reports) {
+          console.log(
+            `${r.node} ${r.service}: ${r.state}${r.pid === undefined ? '' : ` (pid ${r.pid})`}${r.detail === undefined ? '' : `: ${r.detail}`}`,
+          );
+        }
+        return 0;
+      }
+      case 'exec': {
+        const sep = rest.indexOf('--');
+        const [dir, name] = rest;
+        const cmd = sep < 0 ? [] : rest.slice(sep + 1);
+        if (dir === undefined || name === undefined || sep !== 2 || cmd.length === 0) {
+          throw new Usage('exec needs DIR NODE -- CMD [ARG...]');
+        }
+        const node = nodeNamed(await readSandbox(dir), name);
+        const [file, ...args] = inNetns(node.netns, cmd) as [string, ...string[]];
+        return await new Promise<number>((resolvePromise) => {
+          const child = spawn(file, args, { stdio: 'inherit' });
+          child.on('error', (error) => {
+            console.error(`sandbox: exec ${cmd.join(' ')}: ${error.message}`);
+            resolvePromise(127);
+          });
+          child.on('exit', (code, signal) => {
+            resolvePromise(code ?? (signal === null ? 1 : 128));
+          });
+        });
+      }
+      case 'partition':
+      case 'heal':
+      case 'freeze':
+      case 'thaw': {
+        const [dir, name, other] = rest;
+        const withOther = cmd === 'partition' || cmd === 'heal';
+        if (dir === undefined || name === undefined || rest.length > (withOther ? 3 : 2)) {
+          throw new Usage(`${cmd} needs DIR NODE${withOther ? ' [OTHER]' : ''}`);
+        }
+        const info = await readSandbox(dir);
+        if (other !== undefined && cmd === 'partition') {
+          await cutLink(info, name, other);
+          console.log(`${name} and ${other} no longer reach each other`);
+        } else if (other !== undefined) {
+          await healLink(info, name, other);
+          console.log(`${name} and ${other} reach each other again`);
+        } else if (cmd === 'partition') {
+          await partitionNode(info, name);
+          console.log(`${name} is cut off the bridge`);
+        } else if (cmd === 'heal') {
+          await healNode(info, name);
+          console.log(`${name} is back on the bridge`);
+        } else if (cmd === 'freeze') {
+          console.log(`${name}: postmaster pid ${await freezePostgres(info, name)} stopped (SIGSTOP)`);
+        } else {
+          console.log(`${name}: postmaster pid ${await thawPostgres(info, name)} continued (SIGCONT)`);
+        }
         return 0;
       }
       case undefined:
@@ -130,7 +217,7 @@ async function main(argv: readonly string[]): Promise<number> {
       console.error(`sandbox: not implemented yet: ${error.message}`);
       return 2;
     }
-    if (error instanceof SandboxUpError) {
+    if (error instanceof SandboxUpError || error instanceof SandboxStateError) {
       console.error(`sandbox: ${error.message}`);
       return 1;
     }

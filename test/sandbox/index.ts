@@ -2,26 +2,51 @@
  * The chef-ha test sandbox (DESIGN.md section 8): stand-in Chef Server 11 nodes on real PostgreSQL 15,
  * driven by `scripts/sandbox` and by the e2e tests through this API.
  *
- *   upSandbox(dir, opts)  build and start everything under dir, write dir/sandbox.json
- *   downSandbox(dir)      stop everything it started (idempotent, works after a half-failed up)
- *   readSandbox(dir)      parse dir/sandbox.json
+ *   upSandbox(dir, opts)   build and start everything under dir, write dir/sandbox.json
+ *   downSandbox(dir)       stop everything it started (idempotent, works after a half-failed or killed up)
+ *   readSandbox(dir)       parse dir/sandbox.json
+ *   runOnNode(node, argv)  run a command on a node (inside its network namespace in netns mode)
+ *   partitionNode / healNode / freezePostgres / thawPostgres   faults for the tests
+ *   startServices / stopServices   the long-running chef-ha-ctl services, supervised (services.ts)
  */
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { buildNode, describeNode, writeChefHaConfig, writeKnownHosts, type NodePlan } from './build.js';
 import { PG_BINDIR, REPO_ROOT, nodePaths } from './paths.js';
-import { PORT_OFFSET, PORTS_PER_NODE, releasePorts, reservePorts } from './ports.js';
-import { allPids, cmdlineOf, isAlive, parentOf, run, runAs, runOk, stopPid } from './proc.js';
+import {
+  createNetwork,
+  cutBetween,
+  healBetween,
+  inNetns,
+  planNetLayout,
+  removeNetwork,
+  setBridgePort,
+  type NetLayout,
+} from './netns.js';
+import { PORT_OFFSET, PORTS_PER_NODE, releasePorts, releasePortsOwnedBy, reservePorts } from './ports.js';
+import { allPids, cmdlineOf, isAlive, parentOf, run, runAs, runOk, stopPid, type RunResult } from './proc.js';
+import { haproxySection, startProxy, stopProxy, type ProxyPlan } from './proxy.js';
+import { stopServices } from './services.js';
 import { knownPids } from './standins/runit.js';
-import type { RecordedPid, SandboxInfo, UpOptions } from './types.js';
+import type { RecordedPid, SandboxInfo, SandboxNode, UpOptions } from './types.js';
 
-export type { RecordedPid, SandboxInfo, SandboxNode, UpOptions } from './types.js';
+export type {
+  RecordedPid,
+  SandboxInfo,
+  SandboxNetwork,
+  SandboxNode,
+  SandboxProxy,
+  UpOptions,
+} from './types.js';
+export { startServices, stopServices, SERVICES, type ServiceReport } from './services.js';
 
 /** Thrown for flags that a later issue implements (the CLI exits 2). */
 export class NotImplementedError extends Error {}
 /** Thrown when `up` is asked for a sandbox that is already running. */
 export class SandboxUpError extends Error {}
+/** Thrown when a command does not fit this sandbox (unknown node, partition on loopback, ...). */
+export class SandboxStateError extends Error {}
 
 const NODE_NAMES = 'abcdefghijklmnopqrstuvwxyz';
 
@@ -109,18 +134,13 @@ async function collectPids(info: SandboxInfo): Promise<RecordedPid[]> {
 
 /**
  * Builds and starts a sandbox under `dir` and writes dir/sandbox.json.
- * @throws NotImplementedError for --net netns, --proxy, --etcd; SandboxUpError when it already runs.
+ * @throws NotImplementedError for --etcd; SandboxUpError when it already runs.
  */
 export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<SandboxInfo> {
   const abs = resolve(dir);
   const count = opts.nodes ?? 2;
   const net = opts.net ?? 'loopback';
-  if (net !== 'loopback') {
-    throw new NotImplementedError(`--net ${net} is not implemented yet (only --net loopback)`);
-  }
-  if (opts.proxy === true) {
-    throw new NotImplementedError('--proxy is not implemented yet');
-  }
+  const withProxy = opts.proxy === true;
   if (opts.etcd === true) {
     throw new NotImplementedError('--etcd is not implemented yet');
   }
@@ -146,14 +166,18 @@ export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<Sand
       `user postgres cannot reach ${abs}: ${bad.join(', ')} not searchable by others (chmod o+x or pick another DIR)`,
     );
   }
-  const basePort = await reservePorts(abs, count);
+  // one block per node, plus one for the proxy host
+  const basePort = await reservePorts(abs, count + (withProxy ? 1 : 0));
+  const layout: NetLayout | null = net === 'netns' ? planNetLayout(basePort, count) : null;
   const plans: NodePlan[] = [];
   for (let i = 0; i < count; i++) {
     const b = basePort + i * PORTS_PER_NODE;
+    const netNode = layout?.nodes[i] ?? null;
     plans.push({
       name: `chef-${NODE_NAMES[i] ?? String(i)}`,
       index: i,
-      address: '127.0.0.1',
+      address: netNode?.address ?? '127.0.0.1',
+      netns: netNode?.ns ?? null,
       ports: {
         postgres: b + PORT_OFFSET.postgres,
         embeddedPostgres: b + PORT_OFFSET.embeddedPostgres,
@@ -167,7 +191,7 @@ export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<Sand
   const clientKey = join(sshDir, 'id_ed25519');
   let info: SandboxInfo = {
     dir: abs,
-    net: 'loopback',
+    net,
     repo: REPO_ROOT,
     state: 'starting',
     mode: opts.mode ?? 'streaming',
@@ -177,8 +201,22 @@ export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<Sand
     nodes: plans.map((pl) => describeNode(nodePaths(join(abs, 'nodes', pl.name)), pl)),
     pids: [],
     createdAt: new Date().toISOString(),
+    network:
+      layout === null
+        ? null
+        : {
+            bridgeNetns: layout.bridgeNs,
+            subnet: layout.subnet,
+            hostAddress: layout.hostAddress,
+            hostLink: layout.hostLink,
+          },
+    proxy: null,
   };
+  // written before anything is created: `down` learns the port block (and so the namespace names) here
   await writeSandbox(info);
+  if (layout !== null) {
+    await createNetwork(abs, layout, withProxy);
+  }
   await mkdir(join(abs, 'nodes'), { recursive: true, mode: 0o755 });
   await chmod(join(abs, 'nodes'), 0o755);
   await mkdir(sshDir, { recursive: true, mode: 0o700 });
@@ -195,6 +233,19 @@ export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<Sand
     clientKey,
   ]);
 
+  const proxyBase = basePort + count * PORTS_PER_NODE;
+  const proxyPlan: ProxyPlan | null = withProxy
+    ? {
+        address: layout?.proxy.address ?? '127.0.0.1',
+        netns: layout?.proxy.ns ?? null,
+        ports: {
+          postgres: proxyBase + PORT_OFFSET.postgres,
+          postgresReadOnly: proxyBase + PORT_OFFSET.embeddedPostgres,
+          chefApi: proxyBase + PORT_OFFSET.chefApi,
+          runtimeApi: proxyBase + PORT_OFFSET.health,
+        },
+      }
+    : null;
   const paths = await Promise.all(plans.map((pl) => buildNode(abs, pl, clientKey)));
   for (let i = 0; i < count; i++) {
     const j = (i + 1) % count;
@@ -203,7 +254,14 @@ export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<Sand
       throw new Error('internal: node plan mismatch');
     }
     await writeKnownHosts(p, peer, peerPl);
-    await writeChefHaConfig(p, pl, peer, peerPl, { mode: info.mode, sync: info.synchronous });
+    await writeChefHaConfig(
+      p,
+      pl,
+      peer,
+      peerPl,
+      { mode: info.mode, sync: info.synchronous },
+      proxyPlan === null ? null : haproxySection(abs, proxyPlan, pl.ports.chefApi, peerPl.ports.chefApi),
+    );
   }
   info = { ...info, pids: await collectPids(info) };
   await writeSandbox(info);
@@ -219,9 +277,115 @@ export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<Sand
       );
     }
   });
+  if (proxyPlan !== null) {
+    info = { ...info, pids: await collectPids(info) };
+    await writeSandbox(info);
+    info = { ...info, proxy: await startProxy(info, proxyPlan) };
+  }
   info = { ...info, state: 'up', pids: await collectPids(info) };
   await writeSandbox(info);
   return info;
+}
+
+/** A node of the sandbox by name. @throws when there is none. */
+export function nodeNamed(info: SandboxInfo, name: string): SandboxNode {
+  const n = info.nodes.find((x) => x.name === name);
+  if (n === undefined) {
+    throw new SandboxStateError(
+      `no node named ${name} in ${info.dir} (nodes: ${info.nodes.map((x) => x.name).join(', ')})`,
+    );
+  }
+  return n;
+}
+
+/**
+ * Runs argv on a node: inside its network namespace in netns mode (so that it reaches the peer over the
+ * bridge, and whatever it starts stays on that host), as is on loopback. Never rejects on a non-zero exit.
+ */
+export function runOnNode(
+  node: SandboxNode,
+  argv: readonly string[],
+  opts: { input?: string; env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  return run(inNetns(node.netns, argv), { cwd: '/', timeoutMs: 600_000, ...opts });
+}
+
+function needNetwork(info: SandboxInfo): NonNullable<SandboxInfo['network']> {
+  if (info.network === null || info.network === undefined) {
+    throw new SandboxStateError(
+      `partitions need a sandbox started with --net netns (${info.dir} is ${info.net})`,
+    );
+  }
+  return info.network;
+}
+
+function bridgePortOf(node: SandboxNode): string {
+  return `vb-${node.name.slice(node.name.lastIndexOf('-') + 1)}`;
+}
+
+/**
+ * Cuts a node off the network: its veth is taken down at the bridge, as if its cable were pulled at
+ * the switch (the node keeps its own eth0 up; its local sockets keep working).
+ * @throws in loopback mode.
+ */
+export async function partitionNode(info: SandboxInfo, name: string): Promise<void> {
+  await setBridgePort(needNetwork(info).bridgeNetns, bridgePortOf(nodeNamed(info, name)), false);
+}
+
+/** Plugs a partitioned node back in. @throws in loopback mode. */
+export async function healNode(info: SandboxInfo, name: string): Promise<void> {
+  await setBridgePort(needNetwork(info).bridgeNetns, bridgePortOf(nodeNamed(info, name)), true);
+}
+
+/** Bridge address of a node, or of the proxy host when name is "proxy". */
+function hostAddress(info: SandboxInfo, name: string): string {
+  if (name === 'proxy') {
+    if (!info.proxy) {
+      throw new SandboxStateError(`${info.dir} has no proxy host (up --proxy)`);
+    }
+    return info.proxy.address;
+  }
+  return nodeNamed(info, name).address;
+}
+
+/**
+ * Cuts the traffic between two hosts only (node names, or "proxy"), both ways, at the bridge: each
+ * still reaches everyone else. @throws in loopback mode, or without nftables.
+ */
+export async function cutLink(info: SandboxInfo, a: string, b: string): Promise<void> {
+  await cutBetween(needNetwork(info).bridgeNetns, hostAddress(info, a), hostAddress(info, b));
+}
+
+/** Undoes cutLink. @throws in loopback mode. */
+export async function healLink(info: SandboxInfo, a: string, b: string): Promise<void> {
+  await healBetween(needNetwork(info).bridgeNetns, hostAddress(info, a), hostAddress(info, b));
+}
+
+async function postmasterOf(node: SandboxNode): Promise<number> {
+  const pid = await postmasterPid(node.postgres.dataDir);
+  if (pid === null) {
+    throw new SandboxStateError(
+      `${node.name}'s PostgreSQL is not running (no live postmaster.pid in ${node.postgres.dataDir})`,
+    );
+  }
+  return pid;
+}
+
+/**
+ * Freezes a node's distribution PostgreSQL: SIGSTOP to its postmaster (by the pid in postmaster.pid).
+ * Backends already forked keep running; new connections hang, as with a stuck host. Returns the pid.
+ */
+export async function freezePostgres(info: SandboxInfo, name: string): Promise<number> {
+  const pid = await postmasterOf(nodeNamed(info, name));
+  process.kill(pid, 'SIGSTOP');
+  return pid;
+}
+
+/** SIGCONT to the postmaster frozen by freezePostgres. Returns the pid. */
+export async function thawPostgres(info: SandboxInfo, name: string): Promise<number> {
+  const pid = await postmasterOf(nodeNamed(info, name));
+  process.kill(pid, 'SIGCONT');
+  return pid;
 }
 
 /** Directories holding PG_VERSION under root (not descending into clusters). */
@@ -262,6 +426,17 @@ export async function downSandbox(dir: string): Promise<void> {
   }
   const nodesDir = join(abs, 'nodes');
   const roots = (await readdir(nodesDir).catch(() => [] as string[])).map((n) => join(nodesDir, n));
+  if (info !== null) {
+    await stopServices(info);
+    await stopProxy(abs);
+  }
+  for (const root of roots) {
+    // a frozen postmaster ignores SIGTERM until it is continued
+    const frozen = await postmasterPid(nodePaths(root).pgDataDir);
+    if (frozen !== null) {
+      process.kill(frozen, 'SIGCONT');
+    }
+  }
   for (const root of roots) {
     const p = nodePaths(root);
     for (const pid of await knownPids(p)) {
@@ -296,16 +471,23 @@ export async function downSandbox(dir: string): Promise<void> {
   for (let pid = process.pid; pid > 1; pid = await parentOf(pid)) {
     protectedPids.add(pid);
   }
+  const marks = [`${nodesDir}/`, `${join(abs, 'proxy')}/`];
   for (const pid of await allPids()) {
     if (protectedPids.has(pid)) {
       continue;
     }
-    if ((await cmdlineOf(pid)).includes(`${nodesDir}/`)) {
-      await stopPid(pid, { mustContain: `${nodesDir}/`, graceMs: 3_000 });
+    const cmdline = await cmdlineOf(pid);
+    const mark = marks.find((m) => cmdline.includes(m));
+    if (mark !== undefined) {
+      await stopPid(pid, { mustContain: mark, graceMs: 3_000 });
     }
   }
+  // namespaces: whatever still runs inside them (started by anything of the sandbox), then the links
+  await removeNetwork(abs, info?.basePort ?? null);
   if (info !== null) {
     await releasePorts(abs, info.basePort);
     await writeSandbox({ ...info, state: 'down' });
   }
+  // a reservation made by an `up` killed before it wrote sandbox.json
+  await releasePortsOwnedBy(abs);
 }

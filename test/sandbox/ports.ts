@@ -32,7 +32,9 @@ function lockDir(base: number): string {
   return join(LOCK_ROOT, String(base));
 }
 
-const LOW = 10000;
+/** The lowest base port; netns.ts derives each sandbox's subnet from base − BASE_PORT_MIN. */
+export const BASE_PORT_MIN = 10000;
+const LOW = BASE_PORT_MIN;
 
 /**
  * The first port the kernel hands out to outgoing connections. Sandbox ports stay below it: a port in
@@ -84,5 +86,16 @@ export async function releasePorts(owner: string, base: number): Promise<void> {
   const holder = await readFile(join(lock, 'owner'), 'utf8').catch(() => '');
   if (holder === owner) {
     await rm(lock, { recursive: true, force: true });
+  }
+}
+
+/** Releases every reservation whose owner is `owner` (after an `up` killed before it recorded its base). */
+export async function releasePortsOwnedBy(owner: string): Promise<void> {
+  const { readdir } = await import('node:fs/promises');
+  for (const base of await readdir(LOCK_ROOT).catch(() => [] as string[])) {
+    const holder = await readFile(join(LOCK_ROOT, base, 'owner'), 'utf8').catch(() => '');
+    if (holder === owner) {
+      await rm(join(LOCK_ROOT, base), { recursive: true, force: true });
+    }
   }
 }

@@ -6,12 +6,12 @@ export type ReplicationMode = 'streaming' | 'londiste';
 export interface UpOptions {
   /** number of stand-in Chef Server nodes (default 2, at least 2) */
   readonly nodes?: number;
-  /** only 'loopback' is implemented */
+  /** loopback (default): every node on 127.0.0.1; netns: a network namespace per node (docs/sandbox.md) */
   readonly net?: NetMode;
   readonly mode?: ReplicationMode;
   /** replication.synchronous in every chef-ha.json */
   readonly sync?: boolean;
-  /** not implemented yet */
+  /** a proxy host running Debian's HAProxy in front of the nodes (its own namespace in netns mode) */
   readonly proxy?: boolean;
   /** not implemented yet */
   readonly etcd?: boolean;
@@ -72,4 +72,39 @@ export interface SandboxInfo {
   /** processes started by `up` (down also finds the ones started later by pid files) */
   readonly pids: readonly RecordedPid[];
   readonly createdAt: string;
+  /** netns mode only: the bridge namespace, subnet and the test host's link (null in loopback mode) */
+  readonly network?: SandboxNetwork | null;
+  /** the proxy host (with --proxy only) */
+  readonly proxy?: SandboxProxy | null;
+}
+
+export interface SandboxNetwork {
+  readonly bridgeNetns: string;
+  readonly subnet: string;
+  /** the root namespace's address on the bridge: the tests reach the nodes from it */
+  readonly hostAddress: string;
+  /** the root namespace's veth into the bridge */
+  readonly hostLink: string;
+}
+
+export interface SandboxProxy {
+  readonly address: string;
+  /** base URL of the Chef API frontend */
+  readonly chefApi: string;
+  /** host:port of the PostgreSQL frontend (the writable primary) */
+  readonly postgres: string;
+  /** host:port of the read-only PostgreSQL frontend (standbys within the lag bound) */
+  readonly postgresReadOnly: string;
+  /** host:port of HAProxy's TCP runtime API (chef-ha.json haproxy.runtimeApi) */
+  readonly runtimeApi: string;
+  /** HAProxy's admin socket (a filesystem path: reachable from any namespace) */
+  readonly adminSocket: string;
+  /** haproxy.cfg, written by `chef-ha-ctl haproxy-config --output` */
+  readonly config: string;
+  /** the server-state seed (every server DOWN until its first check) */
+  readonly stateFile: string;
+  readonly pidFile: string;
+  readonly log: string;
+  /** network namespace (netns mode only) */
+  readonly netns: string | null;
 }

@@ -13,7 +13,16 @@ import { appendFile, mkdir, readFile, readdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { nodePaths, type NodePaths } from '../paths.js';
 import { NESTED_ENV, RECONFIGURE_HEADER, RECONFIGURE_LOG, reconfigure, showConfig } from './reconfigure.js';
-import { allServices, formatStatus, isEnabled, serviceStatus, svSignal, svStart, svStop } from './runit.js';
+import {
+  allServices,
+  erchefBaseUrl,
+  formatStatus,
+  isEnabled,
+  serviceStatus,
+  svSignal,
+  svStart,
+  svStop,
+} from './runit.js';
 
 interface Command {
   readonly arity: 1 | 2;
@@ -170,21 +179,15 @@ async function tail(p: NodePaths, svc: string | undefined): Promise<number> {
 
 async function reindex(p: NodePaths): Promise<number> {
   const s = await serviceStatus(p, 'erchef');
-  let port: number | null = null;
-  try {
-    const m = /\{port,\s*(\d+)\}/.exec(await readFile(p.erchefConfig, 'utf8'));
-    port = m?.[1] === undefined ? null : Number(m[1]);
-  } catch {
-    port = null;
-  }
+  const base = await erchefBaseUrl(p);
   // reindex-chef-server: pong = net_adm:ping('erchef@127.0.0.1')
-  if (!s.up || port === null) {
+  if (!s.up || base === null) {
     err('escript: exception error: no match of right hand side value pang');
     return 127;
   }
   let res: Response;
   try {
-    res = await fetch(`http://127.0.0.1:${port}/_reindex`, {
+    res = await fetch(`${base}/_reindex`, {
       method: 'POST',
       signal: AbortSignal.timeout(30_000),
     });

@@ -196,11 +196,13 @@ async function stopEmbeddedPostgres(p: NodePaths): Promise<void> {
   );
 }
 
-function apiPort(p: NodePaths): Promise<number | null> {
+/** Base URL erchef listens on, from its app.config ({ip, ...} and {port, ...}); null before reconfigure. */
+export function erchefBaseUrl(p: NodePaths): Promise<string | null> {
   return readFile(p.erchefConfig, 'utf8').then(
     (t) => {
-      const m = /\{port,\s*(\d+)\}/.exec(t);
-      return m?.[1] === undefined ? null : Number(m[1]);
+      const port = /\{port,\s*(\d+)\}/.exec(t)?.[1];
+      const ip = /\{ip,\s*"([^"]+)"\}/.exec(t)?.[1] ?? '127.0.0.1';
+      return port === undefined ? null : `http://${ip === '0.0.0.0' ? '127.0.0.1' : ip}:${port}`;
     },
     () => null,
   );
@@ -224,16 +226,16 @@ async function startProcess(p: NodePaths, svc: string): Promise<void> {
       [process.execPath, '--import', TSX_IMPORT, join(STANDINS_DIR, 'chef-api.ts'), '--root', p.root],
       { logFile: join(logDir, 'current'), cwd: '/', env: { ...process.env, CHEF_STANDIN_ROOT: p.root } },
     );
-    const port = await apiPort(p);
+    const base = await erchefBaseUrl(p);
     const ok = await waitFor(async () => {
       if (!(await isAlive(pid))) {
         return true;
       }
-      if (port === null) {
+      if (base === null) {
         return true;
       }
       try {
-        const res = await fetch(`http://127.0.0.1:${port}/_ping`, { signal: AbortSignal.timeout(500) });
+        const res = await fetch(`${base}/_ping`, { signal: AbortSignal.timeout(500) });
         await res.body?.cancel();
         return true;
       } catch {

@@ -14,7 +14,7 @@ while [ $# -gt 0 ]; do
     *) echo "uninstall.sh: unknown argument $1 (use --root DIR, --purge)" >&2; exit 2 ;;
   esac
 done
-for unit in chef-ha-health-server.service chef-ha-monitor.service; do
+for unit in chef-ha-health-server.service chef-ha-monitor.service chef-ha-londiste-daemons.service; do
   rm -f "$root/etc/systemd/system/$unit"
 done
 rm -f "$root/usr/local/bin/chef-ha-ctl"

@@ -74,7 +74,10 @@ async function walk(dir: string, base = dir): Promise<string[]> {
   return out;
 }
 
-/** The services a host runs from the package: health endpoint and monitor on every node. */
+/**
+ * The services a host runs from the package: the health endpoint and the monitor on every node, and in
+ * Londiste mode the supervisor of pgqd and the worker.
+ */
 const SERVICES = [
   {
     name: 'health-server',
@@ -82,6 +85,11 @@ const SERVICES = [
     args: 'health-server',
   },
   { name: 'monitor', description: 'chef-ha monitor (sync degrade, fencing)', args: 'monitor' },
+  {
+    name: 'londiste-daemons',
+    description: 'chef-ha Londiste daemons (pgqd and the worker, Londiste mode only)',
+    args: 'londiste-daemons run',
+  },
 ] as const;
 
 async function main(): Promise<void> {

@@ -2,6 +2,7 @@
  * Renders the files chef-ha manages through the templates port, for planners to compare with what is
  * installed. The only place commands call the templates port.
  */
+import { shellQuote } from '../ports/index.js';
 import * as path from 'node:path';
 import type { CommandContext } from '../core/context.js';
 import { VERSION } from '../core/version.js';
@@ -72,8 +73,8 @@ export function renderManagedFiles(ctx: CommandContext, options: RenderOptions):
       chefHaVersion: VERSION,
       pgVersion: config.postgres.version,
       cluster: config.postgres.cluster,
-      // The package's command (DESIGN.md section 9: <root>/bin/chef-ha-ctl) and this run's config file.
-      ctl: path.join(ctx.ports.proc.packageRoot, 'bin', 'chef-ha-ctl'),
+      // The package's command (DESIGN.md section 9: /opt/chef-ha/bin/chef-ha-ctl) and this run's config.
+      ctl: shellQuote(ctx.ports.proc.selfCommand),
       configPath: path.resolve(ctx.options.configPath),
     }),
     recipeOverride: t.render('recipes-overrides/postgresql.rb', {

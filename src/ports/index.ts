@@ -3,7 +3,7 @@
  * the CommandContext; tests pass fakes.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -43,6 +43,11 @@ export interface Process {
   isAlive(pid: number): boolean;
   /** Where templates/ and recipes-overrides/ are (the package root). */
   readonly packageRoot: string;
+  /**
+   * The argv that runs this chef-ha-ctl from another program (a systemd drop-in): the omnibus package's
+   * `/opt/chef-ha/bin/chef-ha-ctl`, or node with this tree's dist/cli.js.
+   */
+  readonly selfCommand: readonly [string, ...string[]];
   /** Sends a signal to a pid this program knows it started (from a pid file); false when it is gone. */
   kill(pid: number, signal: NodeJS.Signals): boolean;
   /**
@@ -79,6 +84,17 @@ export function packageRoot(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 }
 
+/** See Process.selfCommand. In the package, root is <prefix>/embedded/lib/chef-ha. */
+function selfCommand(root: string): [string, ...string[]] {
+  if (root.endsWith(path.join('embedded', 'lib', 'chef-ha'))) {
+    const ctl = path.resolve(root, '..', '..', '..', 'bin', 'chef-ha-ctl');
+    if (existsSync(ctl)) {
+      return [ctl];
+    }
+  }
+  return [process.execPath, path.join(root, 'dist', 'cli.js')];
+}
+
 /** Builds the real ports. */
 export function createRealPorts(options: RealPortsOptions): Ports {
   const files = createFiles();
@@ -103,6 +119,7 @@ export function createRealPorts(options: RealPortsOptions): Ports {
       isRoot,
       user,
       packageRoot: root,
+      selfCommand: selfCommand(root),
       kill(pid, signal) {
         try {
           process.kill(pid, signal);

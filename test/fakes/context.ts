@@ -19,7 +19,8 @@ export class FakeProcess implements Process {
     readonly pid = 4100,
     readonly isRoot = false,
     readonly user = 'root',
-    readonly packageRoot = '/usr/lib/chef-ha',
+    readonly packageRoot = '/opt/chef-ha/embedded/lib/chef-ha',
+    readonly selfCommand: readonly [string, ...string[]] = ['/opt/chef-ha/bin/chef-ha-ctl'],
   ) {
     this.alive.add(pid);
   }

@@ -140,6 +140,8 @@ describe('the .tar.gz', () => {
       'service/systemd/chef-ha-monitor.service',
       'service/runit/chef-ha-health-server/run',
       'service/runit/chef-ha-monitor/log/run',
+      'service/systemd/chef-ha-londiste-daemons.service',
+      'service/runit/chef-ha-londiste-daemons/run',
     ]) {
       assert.ok(existsSync(join(opt, p)), `${p} is in the package`);
     }

@@ -174,7 +174,13 @@ describe('health-server on a streaming pair', { timeout: 600_000 }, () => {
       },
     );
     await waitFor('/primary 503 on chef-a', async () => (await healthStatus(a, '/primary')) === 503, 15_000);
-    await waitFor('/primary 503 on chef-b', async () => (await healthStatus(b, '/primary')) === 503, 15_000);
+    // chef-b answered 503 on /primary as a standby already: wait until its snapshot has seen the promotion.
+    await waitFor(
+      'chef-b to see two primaries',
+      async () => (await healthJson(b, '/status'))['two_primaries'] === true,
+      15_000,
+    );
+    assert.equal(await healthStatus(b, '/primary'), 503);
     const st = await healthJson(a, '/status');
     assert.equal(st['two_primaries'], true);
     const metrics = await (await fetch(`http://127.0.0.1:${b.healthPort}/metrics`)).text();

@@ -7,9 +7,7 @@
  */
 import * as path from 'node:path';
 import type { Plan, Step } from '../../core/plan.js';
-import { SECRET_TOKEN } from '../../core/plan.js';
 import { RefusedError } from '../../core/errors.js';
-import { statePaths } from '../../core/context.js';
 import type { BundleManifest } from '../../chef/bundle.js';
 import type { LondisteFacts } from '../../londiste/facts.js';
 import { locationConnstr, qualifiedTables } from '../../londiste/names.js';
@@ -26,6 +24,7 @@ import {
   type RenderedLondiste,
 } from '../../londiste/plan.js';
 import { planMasterBaseSteps, type SetupMasterInput } from '../setup-master/plan.js';
+import { planBundleSteps } from './plan.js';
 
 export interface SetupSlaveLondisteInput extends SetupMasterInput {
   readonly londiste: LondisteFacts;
@@ -85,44 +84,10 @@ export function planSetupSlaveLondiste(input: SetupSlaveLondisteInput): Plan {
     isBranch &&
     qualifiedTables(config).every((t) => local.tables.some((x) => x.table === t && x.state === 'ok'));
 
-  const steps: Step[] = [];
-  const secrets = statePaths(config).secrets;
-  steps.push({
-    kind: 'action',
-    id: 'store-replication-secret',
-    title: 'store the replication password from the bundle (mode 0600)',
-    action: 'import-secret',
-    args: { from: path.join(input.bundleDir, 'secret', 'replication.password') },
-    done: input.secretMatches ? `already in ${secrets}` : undefined,
-  });
-  steps.push({
-    kind: 'write',
-    id: 'write-passfile',
-    title: `write the passfile pgqd and londiste use to reach both nodes as ${config.replication.user}`,
-    path: config.postgres.passfile,
-    content: `*:*:*:${config.replication.user}:${SECRET_TOKEN}\n`,
-    secret: 'replication',
-    mode: 0o600,
-    owner: config.postgres.osUser,
-    done: input.passfileCurrent && input.secretMatches ? 'passfile is current' : undefined,
-  });
-  steps.push({
-    kind: 'backup',
-    id: 'backup-etc-chef-server',
-    title: `back up ${config.chefServer.etcDir}`,
-    method: 'copy',
-    from: config.chefServer.etcDir,
-    to: path.join(backupDir, 'etc-chef-server'),
-    done: input.etcMatches ? `keys already equal ${master.name}'s` : undefined,
-  });
-  steps.push({
-    kind: 'action',
-    id: 'install-etc-chef-server',
-    title: `replace ${config.chefServer.etcDir} with ${master.name}'s (modes and owners kept)`,
-    action: 'install-etc-chef-server',
-    args: { from: input.bundleDir, entries: manifest.etc },
-    done: input.etcMatches ? `keys already equal ${master.name}'s` : undefined,
-  });
+  const steps: Step[] = planBundleSteps(
+    input,
+    `write the passfile pgqd and londiste use to reach both nodes as ${config.replication.user}`,
+  );
   const base = planMasterBaseSteps({
     ...input,
     currentChefServerRb: input.etcMatches ? facts.local.files.chefServerRb : input.bundleChefServerRb,

@@ -63,6 +63,65 @@ export const HOST_SPECIFIC_AUTO_CONF = [
   'default_transaction_read_only',
 ] as const;
 
+/** What planBundleSteps reads of the setup-slave input (both replication modes). */
+export interface BundleStepsInput {
+  readonly config: Config;
+  readonly manifest: BundleManifest;
+  readonly bundleDir: string;
+  readonly etcMatches: boolean;
+  readonly secretMatches: boolean;
+  readonly passfileCurrent: boolean;
+  readonly backupDir: string;
+}
+
+/**
+ * The steps that take the master's replication secret and /etc/chef-server from the join bundle: store the
+ * secret, write the passfile, back up and replace /etc/chef-server. Pure.
+ */
+export function planBundleSteps(input: BundleStepsInput, passfileTitle: string): Step[] {
+  const { config, manifest, backupDir } = input;
+  const master = manifest.master;
+  const steps: Step[] = [];
+  const secrets = statePaths(config).secrets;
+  steps.push({
+    kind: 'action',
+    id: 'store-replication-secret',
+    title: 'store the replication password from the bundle (mode 0600)',
+    action: 'import-secret',
+    args: { from: path.join(input.bundleDir, 'secret', 'replication.password') },
+    done: input.secretMatches ? `already in ${secrets}` : undefined,
+  });
+  steps.push({
+    kind: 'write',
+    id: 'write-passfile',
+    title: passfileTitle,
+    path: config.postgres.passfile,
+    content: `*:*:*:${config.replication.user}:${SECRET_TOKEN}\n`,
+    secret: 'replication',
+    mode: 0o600,
+    owner: config.postgres.osUser,
+    done: input.passfileCurrent && input.secretMatches ? 'passfile is current' : undefined,
+  });
+  steps.push({
+    kind: 'backup',
+    id: 'backup-etc-chef-server',
+    title: `back up ${config.chefServer.etcDir}`,
+    method: 'copy',
+    from: config.chefServer.etcDir,
+    to: path.join(backupDir, 'etc-chef-server'),
+    done: input.etcMatches ? `keys already equal ${master.name}'s` : undefined,
+  });
+  steps.push({
+    kind: 'action',
+    id: 'install-etc-chef-server',
+    title: `replace ${config.chefServer.etcDir} with ${master.name}'s (modes and owners kept)`,
+    action: 'install-etc-chef-server',
+    args: { from: input.bundleDir, entries: manifest.etc },
+    done: input.etcMatches ? `keys already equal ${master.name}'s` : undefined,
+  });
+  return steps;
+}
+
 /**
  * Plans setup-slave.
  * @throws RefusedError when this node's data must not be replaced, or the master cannot be used.
@@ -136,44 +195,7 @@ export function planSetupSlave(input: SetupSlaveInput): Plan {
     );
   }
 
-  const steps: Step[] = [];
-  const secrets = statePaths(config).secrets;
-  steps.push({
-    kind: 'action',
-    id: 'store-replication-secret',
-    title: 'store the replication password from the bundle (mode 0600)',
-    action: 'import-secret',
-    args: { from: path.join(input.bundleDir, 'secret', 'replication.password') },
-    done: input.secretMatches ? `already in ${secrets}` : undefined,
-  });
-  steps.push({
-    kind: 'write',
-    id: 'write-passfile',
-    title: `write the passfile PostgreSQL uses to reach ${master.name}`,
-    path: config.postgres.passfile,
-    content: `*:*:*:${config.replication.user}:${SECRET_TOKEN}\n`,
-    secret: 'replication',
-    mode: 0o600,
-    owner: config.postgres.osUser,
-    done: input.passfileCurrent && input.secretMatches ? 'passfile is current' : undefined,
-  });
-  steps.push({
-    kind: 'backup',
-    id: 'backup-etc-chef-server',
-    title: `back up ${config.chefServer.etcDir}`,
-    method: 'copy',
-    from: config.chefServer.etcDir,
-    to: path.join(backupDir, 'etc-chef-server'),
-    done: input.etcMatches ? `keys already equal ${master.name}'s` : undefined,
-  });
-  steps.push({
-    kind: 'action',
-    id: 'install-etc-chef-server',
-    title: `replace ${config.chefServer.etcDir} with ${master.name}'s (modes and owners kept)`,
-    action: 'install-etc-chef-server',
-    args: { from: input.bundleDir, entries: manifest.etc },
-    done: input.etcMatches ? `keys already equal ${master.name}'s` : undefined,
-  });
+  const steps: Step[] = planBundleSteps(input, `write the passfile PostgreSQL uses to reach ${master.name}`);
   const currentRb = input.etcMatches ? local.files.chefServerRb : input.bundleChefServerRb;
   const rb = desiredChefServerRb(currentRb, config);
   steps.push({

@@ -1,7 +1,7 @@
 /**
  * Benchmark: `chef-ha-ctl setup-slave --bundle` against a raw pg_basebackup of the same master.
  *
- *   npx tsx bench/setup-slave.ts [--gb 1] [--keep]
+ *   npx tsx bench/setup-slave.ts [--gb 1] [--raw-runs 2] [--quiet-wait-s 180] [--keep]
  *
  * Builds a two-node sandbox, runs setup-master on chef-a, grows chef-a's opscode_chef to about --gb GiB
  * with Chef-shaped rows (nodes with 2–4 KB JSON, one client with a PEM public key per node), CHECKPOINT,
@@ -39,10 +39,13 @@ const { values } = parseArgs({
   options: {
     gb: { type: 'string', default: '1' },
     'raw-runs': { type: 'string', default: '2' },
+    'quiet-wait-s': { type: 'string', default: '180' },
     keep: { type: 'boolean', default: false },
   },
 });
 const rawRuns = Number(values['raw-runs']);
+/** How long each timed phase waits for the machine to be idle before it measures anyway. */
+const quietWaitMs = Number(values['quiet-wait-s']) * 1000;
 const gb = Number(values.gb);
 if (!Number.isFinite(gb) || gb <= 0 || gb > 100 || !Number.isInteger(rawRuns) || rawRuns < 1) {
   console.error(
@@ -165,7 +168,7 @@ async function rawBasebackup(
 ): Promise<RawResult> {
   const target = join(parent, label);
   await rm(target, { recursive: true, force: true });
-  const busyBefore = await waitForQuiet(`raw pg_basebackup ${label}`);
+  const busyBefore = await waitForQuiet(`raw pg_basebackup ${label}`, quietWaitMs);
   const t0 = now();
   try {
     await sh(
@@ -235,7 +238,7 @@ async function main(): Promise<void> {
     }
 
     const bundle = await bundlePath(a);
-    const slaveBusy = await waitForQuiet('setup-slave');
+    const slaveBusy = await waitForQuiet('setup-slave', quietWaitMs);
     const slave = await runCli(b, ['setup-slave', '--bundle', bundle]);
     if (slave.code !== 0) {
       throw new Error(`setup-slave exited ${slave.code}:\n${slave.stderr}`);

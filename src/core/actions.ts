@@ -382,14 +382,19 @@ async function moveIntoPlace(ctx: CommandContext, args: Args): Promise<string> {
 
 /**
  * Puts servers in maint through HAProxy's runtime API, so that the proxy sends no new connection to them
- * and ends the ones it holds. When `required` is false a proxy that cannot be reached is a warning: the old
+ * and ends the ones it holds; in the same line, sets `ready` servers (this node's) back from maint. When `required` is false a proxy that cannot be reached is a warning: the old
  * master was fenced another way before the promotion.
  */
 async function fenceProxy(ctx: CommandContext, args: Args): Promise<string> {
   const address = str(args, 'address');
   const servers = args['servers'] as string[];
+  // this node's own servers: an earlier failover to the peer left them in maint, and nothing else lifts it
+  const ready = (args['ready'] as string[] | undefined) ?? [];
   const timeoutMs = Number(args['timeoutMs']);
-  const line = servers.map((s) => `set server ${s} state maint`).join('; ');
+  const line = [
+    ...servers.map((s) => `set server ${s} state maint`),
+    ...ready.map((s) => `set server ${s} state ready`),
+  ].join('; ');
   let out: string;
   try {
     out = await ctx.ports.haproxy.command(address, line, timeoutMs);
@@ -415,7 +420,7 @@ async function fenceProxy(ctx: CommandContext, args: Args): Promise<string> {
     ctx.reporter.warn(`${why}; check that the proxy runs the config of \`chef-ha-ctl haproxy-config\``);
     return 'HAProxy answered with errors';
   }
-  return `${servers.join(', ')} in maint at ${address}`;
+  return `${servers.join(', ')} in maint${ready.length > 0 ? `, ${ready.join(', ')} ready` : ''} at ${address}`;
 }
 
 async function writeLocalFenceFile(ctx: CommandContext): Promise<string> {

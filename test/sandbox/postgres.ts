@@ -2,12 +2,13 @@
  * The sandbox's way to start a node's PostgreSQL by hand, as an operator would with
  * `systemctl start postgresql@15-main` on a real host: the pre-start hook of the node's chef-ha.json
  * first (systemd's ExecStartPre= drop-in), then pg_ctl start. A failing hook stops the start, as
- * ExecStartPre= does.
+ * ExecStartPre= does. In netns mode both run inside the node's network namespace.
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PG_BINDIR } from './paths.js';
-import { run, runAs, type RunResult } from './proc.js';
+import { inNetns } from './netns.js';
+import { run, type RunResult } from './proc.js';
 import type { SandboxNode } from './types.js';
 
 export interface StartResult {
@@ -26,14 +27,18 @@ export async function startNodePostgres(
   const hookArgv = config.postgres?.preStartHook;
   let hook: RunResult | undefined;
   if (opts.hook !== false && hookArgv !== undefined) {
-    hook = await run(hookArgv, { timeoutMs: 60_000, cwd: '/' });
+    hook = await run(inNetns(node.netns, hookArgv), { timeoutMs: 60_000, cwd: '/' });
     if (hook.code !== 0) {
       return { hook, start: undefined };
     }
   }
-  const start = await runAs(
-    'postgres',
-    [
+  // in netns mode the cluster runs inside the node's namespace, as `up` starts it
+  const start = await run(
+    inNetns(node.netns, [
+      'runuser',
+      '-u',
+      'postgres',
+      '--',
       join(PG_BINDIR, 'pg_ctl'),
       '-D',
       node.postgres.dataDir,
@@ -45,7 +50,7 @@ export async function startNodePostgres(
       '-t',
       '60',
       'start',
-    ],
+    ]),
     { cwd: '/', timeoutMs: 90_000 },
   );
   return { hook, start };

@@ -122,6 +122,7 @@ describe('failover fences through HAProxy', () => {
     assert.deepEqual(s.args, {
       address: '10.0.0.9:9999',
       servers: serversOf('db1'),
+      ready: serversOf('db2'),
       timeoutMs: 1000,
       required: true,
     });
@@ -173,6 +174,26 @@ describe('failover fences through HAProxy', () => {
       {
         address: 'p:9999',
         line: 'set server chef_api/db1 state maint; set server postgres_primary/db1 state maint',
+      },
+    ]);
+  });
+
+  test("failover back after rejoin: the same line takes this node's servers out of the maint an earlier failover left", async () => {
+    const { ctx, haproxy } = commandContext({ config: standbyConfig() });
+    const p = fenceOnly(true);
+    const step = p.steps[0];
+    assert.ok(step?.kind === 'action');
+    const withReady: Plan = {
+      ...p,
+      steps: [{ ...step, args: { ...step.args, ready: ['chef_api/db2', 'postgres_primary/db2'] } }],
+    };
+    await executePlan(ctx, withReady, { dryRun: false });
+    assert.deepEqual(haproxy.calls, [
+      {
+        address: 'p:9999',
+        line:
+          'set server chef_api/db1 state maint; set server postgres_primary/db1 state maint; ' +
+          'set server chef_api/db2 state ready; set server postgres_primary/db2 state ready',
       },
     ]);
   });

@@ -77,11 +77,13 @@ export function planFailover(input: FailoverPlanInput): Plan {
     steps.push({
       kind: 'action',
       id: 'fence-old-master-in-haproxy',
-      title: `put ${peer} in maint in every HAProxy backend (${api.address})`,
+      title: `put ${peer} in maint in every HAProxy backend, ${config.node.name} ready (${api.address})`,
       action: 'fence-proxy',
       args: {
         address: api.address,
         servers: serversOf(peer),
+        // a failover to the peer earlier (then rejoin) left this node's servers in maint
+        ready: serversOf(config.node.name),
         timeoutMs: api.timeoutMs,
         required: !fenceFirst && input.force !== true,
       },

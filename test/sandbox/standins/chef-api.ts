@@ -15,6 +15,8 @@
  *   GET  /_status             200 {db: {reachable, writable, inRecovery, host, port}}   (sandbox only)
  *   POST /_reindex            200 {counts}   (what reindex-chef-server asks erchef to do; sandbox only)
  *   GET  /_ping               200 (no database)
+ *
+ * Every answer carries `x-sandbox-erchef: <listen address>` (sandbox only), naming the node that answered.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -387,6 +389,8 @@ async function main(): Promise<void> {
 
   const server = createServer((req, res) => {
     const started = Date.now();
+    // sandbox only: which stand-in answered (the fault suite attributes each acknowledged write to a node)
+    res.setHeader('x-sandbox-erchef', s.listen);
     route(req, res)
       .catch((error: unknown) => {
         const unavailable = isUnavailable(error);

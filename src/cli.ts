@@ -27,6 +27,8 @@ const OWN_COMMANDS: ReadonlySet<string> = new Set([
   'revert',
   'londiste-daemons',
   'execute-sql',
+  'rejoin',
+  'switchover',
   'help',
 ]);
 
@@ -321,6 +323,41 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
           await import('./commands/failover/index.js')
         ).failover(ctx, { force: cmd.opts<{ force?: boolean }>().force === true });
       }, 'failover'),
+    );
+
+  program
+    .command('rejoin')
+    .description(
+      "on the fenced old master after a failover: become the new primary's standby (pg_rewind, or a fresh base backup)",
+    )
+    .option('--basebackup', 'replace the data directory with a fresh base backup instead of pg_rewind')
+    .option(
+      '--backup-data-dir',
+      'copy the whole data directory into the backup folder before pg_rewind (default: its config and the WAL after the divergence)',
+    )
+    .action(
+      run(async (ctx, cmd) => {
+        const o = cmd.opts<{ basebackup?: boolean; backupDataDir?: boolean }>();
+        await (
+          await import('./commands/rejoin/index.js')
+        ).rejoin(ctx, { basebackup: o.basebackup === true, backupDataDir: o.backupDataDir === true });
+      }, 'rejoin'),
+    );
+
+  program
+    .command('switchover')
+    .description(
+      'planned role swap with no lost write: stop the master cleanly, wait for the standby, promote it, rejoin',
+    )
+    .option('--to <node>', 'the node that becomes the primary (default: the current standby)')
+    .addOption(new Option('--promote-standby').hideHelp())
+    .action(
+      run(async (ctx, cmd) => {
+        const o = cmd.opts<{ to?: string; promoteStandby?: boolean }>();
+        await (
+          await import('./commands/switchover/index.js')
+        ).switchover(ctx, { to: o.to, promoteStandby: o.promoteStandby === true });
+      }, 'switchover'),
     );
 
   program

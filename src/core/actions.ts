@@ -22,6 +22,7 @@ import { BUNDLE_FORMAT, renderSums } from '../chef/bundle.js';
 import { renderSshArgv } from '../chef/ssh.js';
 import { VERSION } from './version.js';
 import { dumpTables, runLondisteAction } from '../londiste/actions.js';
+import { runRejoinAction } from './rejoin-actions.js';
 
 type Args = Readonly<Record<string, unknown>>;
 
@@ -435,5 +436,8 @@ export async function runAction(
       return fencePeerSsh(ctx, args);
     case 'write-fence-file':
       return writeLocalFenceFile(ctx);
+    case 'save-diverged-wal':
+    case 'rewind':
+      return runRejoinAction(ctx, action, args);
   }
 }

@@ -12,6 +12,8 @@ import { CommandError, SqlError } from '../ports/index.js';
 import { featuresFor } from '../pg/version.js';
 import { parseLsn } from '../pg/lsn.js';
 import { quoteLiteral } from '../pg/conninfo.js';
+import { currentTimelineQuery } from '../pg/queries.js';
+import { readLocalControlData } from './control.js';
 
 export interface ExecuteOptions {
   readonly dryRun: boolean;
@@ -65,6 +67,31 @@ export async function checkProbe(ctx: CommandContext, probe: Probe): Promise<boo
         );
         const lsn = rows[0]?.lsn;
         return lsn !== null && lsn !== undefined && parseLsn(lsn) >= parseLsn(probe.lsn);
+      }
+      case 'peer-replayed-local-checkpoint': {
+        const control = await readLocalControlData(ctx);
+        const password = await ctx.secrets.read('replication');
+        if (!control?.checkpointLsn || !password) {
+          return false;
+        }
+        const rows = await pg.queryPeer<{ lsn: string | null }>(
+          peerTarget(ctx.config, password),
+          `SELECT ${f.fn.replayLsn}()::text AS lsn`,
+        );
+        const lsn = rows[0]?.lsn;
+        // The replay position is the end of the last record replayed: past the checkpoint record's start.
+        return lsn !== null && lsn !== undefined && parseLsn(lsn) > parseLsn(control.checkpointLsn);
+      }
+      case 'peer-checkpointed': {
+        const password = await ctx.secrets.read('replication');
+        if (!password) {
+          return false;
+        }
+        const rows = await pg.queryPeer<{ ok: boolean }>(
+          peerTarget(ctx.config, password),
+          `SELECT (SELECT timeline_id FROM pg_control_checkpoint()) = (${currentTimelineQuery(f)}) AS ok`,
+        );
+        return rows[0]?.ok === true;
       }
     }
   } catch {

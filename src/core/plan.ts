@@ -32,7 +32,14 @@ export type Probe =
       readonly sync: boolean;
     }
   /** This node (a standby) has replayed at least `lsn`. */
-  | { readonly name: 'local-replayed'; readonly lsn: string };
+  | { readonly name: 'local-replayed'; readonly lsn: string }
+  /**
+   * The peer (a standby) has replayed past this node's latest checkpoint as pg_controldata reads it: after
+   * a clean shutdown, past the shutdown checkpoint, i.e. everything this node ever wrote.
+   */
+  | { readonly name: 'peer-replayed-local-checkpoint' }
+  /** The peer's pg_control names its current timeline (its end-of-recovery checkpoint is done). */
+  | { readonly name: 'peer-checkpointed' };
 
 interface StepBase {
   /** Stable kebab-case id: appears in progress output, errors, tests and --plan-json. */
@@ -118,7 +125,9 @@ export type ActionName =
   | 'fence-peer-ssh'
   | 'write-fence-file'
   /** Londiste mode's compound steps (src/londiste/actions.ts), chosen by args.op. */
-  | 'londiste';
+  | 'londiste'
+  | 'save-diverged-wal'
+  | 'rewind';
 
 export interface Plan {
   readonly command: CommandName;
@@ -177,5 +186,9 @@ export function describeProbe(probe: Probe): string {
       return `${probe.on === 'peer' ? 'the peer' : 'this node'} reports ${probe.applicationName} ${probe.sync ? 'streaming and sync' : 'streaming'}`;
     case 'local-replayed':
       return `this node has replayed WAL up to ${probe.lsn}`;
+    case 'peer-replayed-local-checkpoint':
+      return "the peer has replayed past this node's last checkpoint (all of its WAL)";
+    case 'peer-checkpointed':
+      return "the peer's control file names its current timeline (checkpoint after promotion done)";
   }
 }

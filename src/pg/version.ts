@@ -241,6 +241,8 @@ export function renderReplicationGrants(version: string, role: string): string[]
       `GRANT ALTER SYSTEM ON PARAMETER synchronous_standby_names, default_transaction_read_only TO ${r}`,
     );
     out.push(`GRANT EXECUTE ON FUNCTION pg_catalog.pg_reload_conf() TO ${r}`);
+    // rejoin runs CHECKPOINT on the new primary before pg_rewind (pg_checkpoint exists from 15).
+    out.push(`GRANT pg_checkpoint TO ${r}`);
   }
   return out;
 }
@@ -280,4 +282,27 @@ export function renderBasebackupArgv(
     argv.push('-S', opts.slotName);
   }
   return argv;
+}
+
+/**
+ * argv of pg_rewind making `dataDir` follow the server at host:port (least privilege: the replication
+ * role holds the four file-function grants pg_rewind's documentation lists; password from PGPASSFILE).
+ */
+export function renderRewindArgv(
+  bindir: string,
+  opts: { host: string; port: number; user: string; dataDir: string },
+): [string, ...string[]] {
+  return [
+    `${bindir}/pg_rewind`,
+    '-D',
+    opts.dataDir,
+    `--source-server=${buildConninfo([
+      ['host', opts.host],
+      ['port', opts.port],
+      ['user', opts.user],
+      ['dbname', 'postgres'],
+      ['connect_timeout', 5],
+      ['application_name', 'chef-ha-ctl rejoin'],
+    ])}`,
+  ];
 }

@@ -21,8 +21,29 @@ describe('chef-ha-ctl exit codes', () => {
   test('--help exits 0 and lists the commands', async () => {
     const r = await runCliRaw(['--help']);
     assert.equal(r.code, 0);
-    for (const c of ['setup-master', 'setup-slave', 'failover', 'status', 'check']) {
+    for (const c of ['setup-master', 'setup-slave', 'failover', 'rejoin', 'switchover', 'status', 'check']) {
       assert.match(r.stdout, new RegExp(c));
+    }
+  });
+
+  test('rejoin and switchover in londiste mode are refused (exit 4) before touching anything', async () => {
+    const file = join(dir, 'londiste.json');
+    await writeFile(
+      file,
+      JSON.stringify({
+        node: { name: 'chef-a', address: '127.0.0.1' },
+        peer: { name: 'chef-b', address: '127.0.0.2' },
+        replication: { mode: 'londiste' },
+        stateDir: join(dir, 'state-londiste'),
+      }),
+    );
+    for (const c of ['rejoin', 'switchover']) {
+      const r = await runCliRaw(['--config', file, '--yes', c]);
+      assert.equal(r.code, 4, r.stderr);
+      assert.match(
+        r.stderr,
+        new RegExp(`${c}: replication.mode "londiste" is not supported by this command yet`),
+      );
     }
   });
 

@@ -383,12 +383,13 @@ describe('renderReplicationGrants', () => {
     ]);
   });
 
-  test('adds ALTER SYSTEM on the two parameters and pg_reload_conf on 15', () => {
+  test('adds ALTER SYSTEM on the two parameters, pg_reload_conf and pg_checkpoint on 15', () => {
     const grants = renderReplicationGrants('15', 'rep');
-    assert.equal(grants.length, 9);
-    assert.deepEqual(grants.slice(-2), [
+    assert.equal(grants.length, 10);
+    assert.deepEqual(grants.slice(-3), [
       'GRANT ALTER SYSTEM ON PARAMETER synchronous_standby_names, default_transaction_read_only TO "rep"',
       'GRANT EXECUTE ON FUNCTION pg_catalog.pg_reload_conf() TO "rep"',
+      'GRANT pg_checkpoint TO "rep"',
     ]);
   });
 

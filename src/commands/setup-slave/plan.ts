@@ -12,9 +12,7 @@ import { stagingDataDir, statePaths } from '../../core/context.js';
 import type { BundleManifest } from '../../chef/bundle.js';
 import { chefServerRbPath } from '../../chef/paths.js';
 import { formatBytes } from '../../pg/lsn.js';
-import { quoteLiteral } from '../../pg/conninfo.js';
-import { featuresFor, renderBasebackupArgv } from '../../pg/version.js';
-import { renderSshArgv } from '../../chef/ssh.js';
+import { renderBasebackupArgv } from '../../pg/version.js';
 import {
   chefObjects,
   desiredChefServerRb,
@@ -25,7 +23,7 @@ import {
   slotOf,
   type Rendered,
 } from '../common.js';
-import { syncStandbyNamesFor } from '../setup-master/plan.js';
+import { planSynchronousStandbySteps } from '../sync-steps.js';
 
 export interface SetupSlaveOptions {
   readonly force: boolean;
@@ -374,66 +372,7 @@ export function planSetupSlave(input: SetupSlaveInput): Plan {
     steps.push({ ...reconfigure, id: 'reconfigure-after-streaming', done: undefined });
   }
   if (config.replication.synchronous) {
-    const want = syncStandbyNamesFor(config.node.name);
-    const alreadySync = facts.peer.server.synchronousStandbyNames === want;
-    const ssh = renderSshArgv(config, ['setup-master', '--yes']);
-    if (featuresFor(facts.peer.server.major).parameterGrants) {
-      // PostgreSQL 15+: the replication role may ALTER SYSTEM this one setting on the master.
-      steps.push({
-        kind: 'sql',
-        id: 'enable-synchronous',
-        title: `make this node ${master.name}'s synchronous standby`,
-        on: 'peer',
-        database: 'postgres',
-        text: `ALTER SYSTEM SET synchronous_standby_names = ${quoteLiteral(want)}`,
-        done: alreadySync ? 'synchronous_standby_names already names this node' : undefined,
-      });
-      steps.push({
-        kind: 'sql',
-        id: 'reload-master',
-        title: `reload ${master.name}'s settings`,
-        on: 'peer',
-        database: 'postgres',
-        text: 'SELECT pg_reload_conf()',
-        done: alreadySync ? 'nothing changed' : undefined,
-      });
-    } else if (ssh) {
-      // Before 15 only a superuser may change it: the master's own setup-master does, now that we stream.
-      steps.push({
-        kind: 'run',
-        id: 'enable-synchronous',
-        title: `make this node ${master.name}'s synchronous standby (setup-master on ${master.name} over ssh)`,
-        argv: ssh,
-        timeoutMs: 300_000,
-        done: alreadySync ? 'synchronous_standby_names already names this node' : undefined,
-      });
-    } else {
-      steps.push({
-        kind: 'action',
-        id: 'enable-synchronous',
-        title: `make this node ${master.name}'s synchronous standby`,
-        action: 'record-state',
-        args: {},
-        done: alreadySync
-          ? 'synchronous_standby_names already names this node'
-          : `PostgreSQL ${facts.peer.server.major} lets only a superuser switch it and peer.ssh is not set: run \`chef-ha-ctl setup-master\` on ${master.name} now`,
-      });
-    }
-    if (alreadySync || featuresFor(facts.peer.server.major).parameterGrants || ssh) {
-      steps.push({
-        kind: 'wait',
-        id: 'wait-sync',
-        title: `wait until ${master.name} reports this node sync`,
-        until: {
-          name: 'standby-streaming',
-          on: 'peer',
-          applicationName: slotOf(config.node.name),
-          sync: true,
-        },
-        timeoutMs: config.replication.streamingTimeoutMs,
-        intervalMs: 200,
-      });
-    }
+    steps.push(...planSynchronousStandbySteps(config, facts.peer.server, master.name));
   }
   const anythingChanged = steps.some((s) => !s.done && s.kind !== 'wait');
   steps.push({

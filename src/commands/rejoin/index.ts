@@ -1,0 +1,23 @@
+/**
+ * rejoin: make a fenced old primary the standby of the new one. Thin: dispatches on the replication
+ * mode; the streaming work is in streaming.ts and plan.ts beside this file.
+ */
+import type { CommandContext } from '../../core/context.js';
+import { RefusedError } from '../../core/errors.js';
+import type { RejoinOptions } from './plan.js';
+
+export type { RejoinOptions } from './plan.js';
+
+export async function rejoin(ctx: CommandContext, options: RejoinOptions): Promise<void> {
+  switch (ctx.config.replication.mode) {
+    case 'streaming':
+      await (await import('./streaming.js')).rejoinStreaming(ctx, options);
+      return;
+    case 'londiste':
+      throw new RefusedError(
+        'rejoin: replication.mode "londiste" is not supported by this command yet; nothing was changed',
+        undefined,
+        'rejoin works for streaming replication only',
+      );
+  }
+}

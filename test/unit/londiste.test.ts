@@ -204,15 +204,15 @@ describe('planSetupMasterLondiste', () => {
 });
 
 describe('planSetupSlaveLondiste', () => {
-  test('plans a branch: dump, empty, create-branch, daemons, add-table, wait, reindex', () => {
+  test('plans a branch: dump, empty, create-branch, add-table, then the daemons (all copies at once), wait, reindex', () => {
     const ids = stepIds(planSlave(lf({ peer: root() })));
     assert.deepEqual(ids.slice(ids.indexOf('backup-replicated-tables')), [
       'backup-replicated-tables',
       'empty-replicated-tables',
       'create-branch',
       'grant-londiste-roles',
-      'start-londiste-daemons',
       'add-tables',
+      'start-londiste-daemons',
       'wait-tables-ok',
       'reindex',
     ]);
@@ -393,8 +393,8 @@ describe('planRejoinLondiste (on the old master db1, the new root is db2)', () =
         'forget-old-node-on-new-root',
         'create-branch',
         'grant-londiste-roles',
-        'start-londiste-daemons',
         'add-tables',
+        'start-londiste-daemons',
         'wait-tables-ok',
         'clear-fence',
         'start-chef-services',

@@ -213,14 +213,14 @@ export function planRejoinLondiste(input: RejoinLondisteInput): Plan {
     ),
   );
   steps.push(grantStep(config, isBranch ? local : { ...local, grantsDone: false }));
-  steps.push(daemonsStep(isBranch ? lf : { ...lf, daemons: {} }, true));
   steps.push(
     addTablesStep(
       config,
       isBranch ? local : { ...local, tables: [] },
-      `add-table on the branch (copies the tables from ${peer}, ${config.londiste.parallelCopies} at once)`,
+      `add-table on the branch (before the worker starts, so that it copies ${config.londiste.parallelCopies} tables at once from ${peer})`,
     ),
   );
+  steps.push(daemonsStep(isBranch ? lf : { ...lf, daemons: {} }, true));
   steps.push({
     kind: 'action',
     id: 'wait-tables-ok',

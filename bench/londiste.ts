@@ -21,6 +21,7 @@ import {
   sql,
   startCli,
   stepTimings,
+  firstStepAtMs,
   loadLine,
   waitForQuiet,
   withSandbox,
@@ -171,6 +172,13 @@ await withSandbox('chef-ha-bench-londiste-', { mode: 'londiste' }, async (sb) =>
   }
   const foRun = await fo.done;
   console.log(
-    `failover: kill -9 → first accepted write on the slave ${firstOk ? seconds(firstOk - kill) : 'never'}; failover command ${seconds(foRun.totalMs)} (exit ${foRun.code})`,
+    `failover: kill -9 → first accepted write on the slave ${firstOk ? seconds(firstOk - kill) : 'never'}; failover command ${seconds(foRun.totalMs)} (exit ${foRun.code}); ${loadLine()}`,
+  );
+  // Where the failover's time goes: CLI start-up and facts (until the first step starts), then each step.
+  const first = firstStepAtMs(foRun);
+  console.log(
+    `failover split: start-up + facts ${first === undefined ? '?' : seconds(first)}; ${stepTimings(foRun)
+      .map((t) => `${t.id} ${seconds(t.ms)}`)
+      .join(', ')}`,
   );
 });

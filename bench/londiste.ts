@@ -4,7 +4,7 @@
  *   2. replication lag at 100 tx/s for 30 s (markers timed by a trigger on the slave: no polling);
  *   3. failover write gap: kill -9 of the master → first accepted write on the slave's Chef API.
  * Prints figures; asserts nothing. Run as root after `npm run build`:
- *   npx tsx bench/londiste.ts [--rows 10000] [--seconds 30] [--tps 100]
+ *   npx tsx bench/londiste.ts [--rows 10000] [--seconds 30] [--tps 100] [--quiet-wait-s 180]
  */
 import { spawn } from 'node:child_process';
 import {
@@ -21,6 +21,8 @@ import {
   sql,
   startCli,
   stepTimings,
+  firstStepAtMs,
+  loadLine,
   waitForQuiet,
   withSandbox,
 } from './lib.js';
@@ -33,6 +35,8 @@ function arg(name: string, dflt: number): number {
 const ROWS = arg('--rows', 10_000);
 const SECONDS = arg('--seconds', 30);
 const TPS = arg('--tps', 100);
+/** How long each phase waits for an idle machine before it measures anyway. */
+const QUIET_MS = arg('--quiet-wait-s', 180) * 1000;
 
 function pct(xs: readonly number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -59,14 +63,16 @@ await withSandbox('chef-ha-bench-londiste-', { mode: 'londiste' }, async (sb) =>
   await sql(a, 'ANALYZE');
 
   // 1. initial copy
-  await waitForQuiet('initial copy');
+  await waitForQuiet('initial copy', QUIET_MS);
   const run = await mustCli(b, ['setup-slave', '--bundle', await bundlePath(a)]);
   const steps = stepTimings(run);
+  // add-table, then the worker (daemons), then the wait until every table is ok.
   const add = steps.find((s) => s.id === 'add-tables');
+  const daemons = steps.find((s) => s.id === 'start-londiste-daemons');
   const wait = steps.find((s) => s.id === 'wait-tables-ok');
-  const copyMs = (add?.ms ?? 0) + (wait?.ms ?? 0);
+  const copyMs = (add?.ms ?? 0) + (daemons?.ms ?? 0) + (wait?.ms ?? 0);
   console.log(
-    `initial copy of 3 x ${ROWS} rows: ${seconds(copyMs)} (add-table ${seconds(add?.ms ?? 0)} + until every table ok ${seconds(wait?.ms ?? 0)}); setup-slave total ${seconds(run.totalMs)}`,
+    `initial copy of 3 x ${ROWS} rows: ${seconds(copyMs)} (add-table ${seconds(add?.ms ?? 0)} + daemons ${seconds(daemons?.ms ?? 0)} + until every table ok ${seconds(wait?.ms ?? 0)}); setup-slave total ${seconds(run.totalMs)}; ${loadLine()}`,
   );
 
   // 2. lag at TPS: markers into osc_users on the master, their arrival stamped by a trigger on the slave
@@ -79,7 +85,7 @@ await withSandbox('chef-ha-bench-londiste-', { mode: 'londiste' }, async (sb) =>
      CREATE TRIGGER bench_stamp AFTER INSERT ON osc_users FOR EACH ROW EXECUTE FUNCTION bench_stamp();
      ALTER TABLE osc_users ENABLE ALWAYS TRIGGER bench_stamp;`,
   );
-  await waitForQuiet('lag under load');
+  await waitForQuiet('lag under load', QUIET_MS);
   const psql = spawn(
     'runuser',
     [
@@ -147,7 +153,7 @@ await withSandbox('chef-ha-bench-londiste-', { mode: 'londiste' }, async (sb) =>
   );
 
   // 3. failover write gap
-  await waitForQuiet('failover');
+  await waitForQuiet('failover', QUIET_MS);
   const pid = await postmasterPid(a.postgres.dataDir);
   if (!pid) {
     throw new Error('no master postmaster');
@@ -166,6 +172,13 @@ await withSandbox('chef-ha-bench-londiste-', { mode: 'londiste' }, async (sb) =>
   }
   const foRun = await fo.done;
   console.log(
-    `failover: kill -9 → first accepted write on the slave ${firstOk ? seconds(firstOk - kill) : 'never'}; failover command ${seconds(foRun.totalMs)} (exit ${foRun.code})`,
+    `failover: kill -9 → first accepted write on the slave ${firstOk ? seconds(firstOk - kill) : 'never'}; failover command ${seconds(foRun.totalMs)} (exit ${foRun.code}); ${loadLine()}`,
+  );
+  // Where the failover's time goes: CLI start-up and facts (until the first step starts), then each step.
+  const first = firstStepAtMs(foRun);
+  console.log(
+    `failover split: start-up + facts ${first === undefined ? '?' : seconds(first)}; ${stepTimings(foRun)
+      .map((t) => `${t.id} ${seconds(t.ms)}`)
+      .join(', ')}`,
   );
 });

@@ -336,7 +336,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
   program
     .command('rejoin')
     .description(
-      "on the fenced old master after a failover: become the new primary's standby (pg_rewind, or a fresh base backup)",
+      "on the fenced old master after a failover: become the new primary's standby (pg_rewind, or a fresh base backup); londiste: lost rows to JSON, then a branch of the new root",
     )
     .option('--basebackup', 'replace the data directory with a fresh base backup instead of pg_rewind')
     .option(
@@ -355,7 +355,7 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
   program
     .command('switchover')
     .description(
-      'planned role swap with no lost write: stop the master cleanly, wait for the standby, promote it, rejoin',
+      'planned role swap with no lost write: stop the master cleanly, wait for the standby, promote it, rejoin; londiste: takeover on the branch',
     )
     .option('--to <node>', 'the node that becomes the primary (default: the current standby)')
     .addOption(new Option('--promote-standby').hideHelp())

@@ -6,6 +6,8 @@ import type { CommandContext } from '../core/context.js';
 import { londistePaths } from './names.js';
 import { readLocalNodeState } from './facts.js';
 import { ensureSupervisor, stopSupervisor } from './daemons.js';
+import { saveLostRows } from './lost-rows.js';
+import { quoteLiteral } from '../pg/conninfo.js';
 
 type Args = Readonly<Record<string, unknown>>;
 
@@ -89,6 +91,51 @@ async function waitSync(ctx: CommandContext): Promise<string> {
   }
 }
 
+async function peerPassword(ctx: CommandContext): Promise<string> {
+  const password = await ctx.secrets.read('replication');
+  if (!password) {
+    throw new Error('no replication secret in the state directory to reach the peer');
+  }
+  return password;
+}
+
+/** Writes the rows this node has and the peer lacks or holds differently to args.file. */
+async function lostRows(ctx: CommandContext, args: Args): Promise<string> {
+  const r = await saveLostRows(ctx, String(args['file']), await peerPassword(ctx));
+  const per = Object.entries(r.perTable)
+    .map(([t, n]) => `${t} ${n}`)
+    .join(', ');
+  return `${r.count} rows ${ctx.config.peer.name} lacks or holds differently (${per}) written to ${r.file}`;
+}
+
+/**
+ * On the peer (the new root): forget a node of the queue (its location, its subscriber registration and
+ * the consumer takeover kept for it), so that it can register again as a branch. Only the peer is
+ * touched, unlike `londiste drop-node`, which runs on every member it knows.
+ */
+async function forgetNodeOnPeer(ctx: CommandContext, args: Args): Promise<string> {
+  const c = ctx.config;
+  const rows = await ctx.ports.pg.queryPeer<{ ret_code: number; ret_note: string }>(
+    {
+      host: c.peer.address,
+      port: c.peer.postgresPort,
+      user: c.replication.user,
+      password: await peerPassword(ctx),
+      database: c.chefServer.database,
+      connectTimeoutMs: 5_000,
+      statementTimeoutMs: 60_000,
+    },
+    `SELECT ret_code, ret_note FROM pgq_node.drop_node(${quoteLiteral(c.londiste.queue)}, ${quoteLiteral(String(args['node']))})`,
+  );
+  const r = rows[0];
+  if (!r || r.ret_code >= 400) {
+    throw new Error(
+      `pgq_node.drop_node on ${c.peer.name}: ${r ? `${r.ret_code} ${r.ret_note}` : 'no answer'}`,
+    );
+  }
+  return r.ret_note;
+}
+
 /**
  * Runs one Londiste action.
  * @throws whatever the port calls throw; executePlan wraps it in StepFailedError.
@@ -105,6 +152,10 @@ export async function runLondisteAction(ctx: CommandContext, args: Args): Promis
       return dumpTables(ctx, args);
     case 'wait-sync':
       return waitSync(ctx);
+    case 'lost-rows':
+      return lostRows(ctx, args);
+    case 'forget-node-on-peer':
+      return forgetNodeOnPeer(ctx, args);
     default:
       throw new Error(`internal: unknown londiste action ${String(args['op'])}`);
   }

@@ -306,12 +306,15 @@ async function readSystemPgqd(ctx: CommandContext): Promise<LondisteFacts['syste
 export async function gatherLondisteFacts(
   ctx: CommandContext,
   passwordOverride?: string,
+  options: { readonly packages?: boolean } = {},
 ): Promise<LondisteFacts> {
   const password = passwordOverride ?? (await ctx.secrets.read('replication'));
   const p = londistePaths(ctx.config);
+  // failover skips dpkg-query and systemctl (it installs nothing): they only delay the first write.
+  const packages = options.packages ?? true;
   const [missingPackages, systemPgqd, local, peer, daemons, pgqdIni, workerIni] = await Promise.all([
-    readMissingPackages(ctx),
-    readSystemPgqd(ctx),
+    packages ? readMissingPackages(ctx) : Promise.resolve([]),
+    packages ? readSystemPgqd(ctx) : Promise.resolve('no' as const),
     readLocalNodeState(ctx),
     readPeerNodeState(ctx, password),
     readDaemons(ctx),

@@ -3,7 +3,8 @@
  * (root), setup-slave (branch), three tables replicating inserts, updates and deletes, the slave's other
  * tables untouched, `londiste compare` equal after a write load, both set-ups idempotent, the
  * supervisor restarting a killed worker, status from SQL, and failover after kill -9 of the master
- * with writes flowing (the old master comes back read-only).
+ * with writes flowing (the old master comes back read-only), and rejoin of the old master (the lost rows
+ * in JSON, a branch of the new root).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +18,9 @@ import {
   getClient,
   postmasterPid,
   makeTempDir,
+  managedRoots,
+  runCliRaw,
+  snapshotFiles,
   registerClient,
   runCli,
   sql,
@@ -306,6 +310,163 @@ describe('londiste mode: set-up and replication', { timeout: 900_000 }, () => {
     assert.match(human.stdout, /tables: clients ok, nodes ok, osc_users ok/);
   });
 
+  /** The cascade state of a node and its londiste files, to show that a refused run changed nothing. */
+  async function londisteState(node: SandboxNode): Promise<string> {
+    const cascade = await sql(
+      node,
+      `SELECT (SELECT string_agg(node_type || ':' || node_name, ',') FROM pgq_node.node_info)
+          || ' | ' || (SELECT string_agg(table_name || ':' || coalesce(merge_state, '-'), ',' ORDER BY table_name) FROM londiste.table_info)
+          || ' | ' || (SELECT string_agg(tgrelid::regclass || '.' || tgname, ',' ORDER BY tgrelid::regclass::text, tgname) FROM pg_trigger WHERE tgname LIKE '_londiste%')
+          || ' | ' || (SELECT string_agg(queue_name, ',') FROM pgq.queue)`,
+    );
+    const files = await snapshotFiles([...managedRoots(node), join(londisteDir(node), 'etc')]);
+    return `${cascade}\n${[...files].map(([k, v]) => `${k} ${v}`).join('\n')}`;
+  }
+
+  /** Runs the CLI on `node` with its config changed by `edit`. */
+  async function runWithConfig(
+    node: SandboxNode,
+    edit: (c: Record<string, Record<string, unknown>>) => void,
+    args: readonly string[],
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
+    const c = JSON.parse(await readFile(node.config, 'utf8')) as Record<string, Record<string, unknown>>;
+    edit(c);
+    const file = join(dir, `${node.name}-edited.json`);
+    await writeFile(file, JSON.stringify(c, null, 2));
+    return runCliRaw(['--config', file, '--yes', ...args]);
+  }
+
+  test('bad input end to end: each a clear message, exit 4, nothing changed on either node', async () => {
+    await sql(a, 'CREATE TABLE chef_ha_nopk (name text)');
+    await sql(b, 'CREATE TABLE chef_ha_nopk (name text)');
+    await sql(a, 'CREATE TABLE chef_ha_only_master (id int PRIMARY KEY)');
+    const bundle = join(a.root, 'var/opt/chef-ha/join-bundle.tar.gz');
+    try {
+      const before = [await londisteState(a), await londisteState(b)];
+      const tables = (c: Record<string, Record<string, unknown>>, extra: string): void => {
+        c['chefServer'] = { ...c['chefServer'], tables: [...TABLES, extra] };
+      };
+      const cases: {
+        what: string;
+        run: () => Promise<{ code: number; stdout: string; stderr: string }>;
+        says: RegExp;
+      }[] = [
+        {
+          what: 'a table without a primary key (setup-master)',
+          run: () =>
+            runWithConfig(
+              a,
+              (c) => {
+                tables(c, 'chef_ha_nopk');
+              },
+              ['setup-master'],
+            ),
+          says: /only tables with a primary key; on chef-a these have none: chef_ha_nopk; nothing was changed/,
+        },
+        {
+          what: 'a table missing on the slave (setup-slave)',
+          run: () =>
+            runWithConfig(
+              b,
+              (c) => {
+                tables(c, 'chef_ha_only_master');
+              },
+              ['setup-slave', '--bundle', bundle],
+            ),
+          says: /do not exist in opscode_chef on chef-b: chef_ha_only_master; nothing was changed/,
+        },
+        {
+          what: 'a wrong queue name (setup-slave)',
+          run: () =>
+            runWithConfig(b, (c) => (c['londiste'] = { ...c['londiste'], queue: 'chef_hq' }), [
+              'setup-slave',
+              '--bundle',
+              bundle,
+            ]),
+          says: /chef-a is not the root of Londiste queue "chef_hq".*nothing was changed/,
+        },
+        {
+          what: "the slave's database pointing at the master's (setup-slave)",
+          run: () =>
+            runWithConfig(
+              b,
+              (c) =>
+                (c['postgres'] = {
+                  ...c['postgres'],
+                  port: a.postgres.port,
+                  socketDir: a.postgres.socketDir,
+                }),
+              ['setup-slave', '--bundle', bundle],
+            ),
+          says: /is the master's own cluster.*never the provider's; nothing was changed/,
+        },
+      ];
+      for (const c of cases) {
+        const r = await c.run();
+        assert.equal(r.code, 4, `${c.what}: ${r.stderr}`);
+        assert.match(r.stderr, c.says, c.what);
+        assert.doesNotMatch(r.stderr, /Traceback/, c.what);
+        console.log(`# ${c.what}: ${r.stderr.trim().split('\n').slice(-2).join(' / ')}`);
+      }
+      assert.deepEqual(
+        [await londisteState(a), await londisteState(b)],
+        before,
+        'nothing changed on either node',
+      );
+      // A node down during status: a clear line, exit 8 (degraded), no crash, nothing changed.
+      await execFileP(
+        'runuser',
+        [
+          '-u',
+          'postgres',
+          '--',
+          `${b.postgres.bindir}/pg_ctl`,
+          '-D',
+          b.postgres.dataDir,
+          '-m',
+          'fast',
+          '-w',
+          'stop',
+        ],
+        { timeout: 60_000 },
+      );
+      try {
+        const st = await runCli(a, ['status']);
+        assert.equal(st.code, 8, st.stdout + st.stderr);
+        assert.match(st.stdout + st.stderr, /chef-b/);
+        assert.match(st.stdout + st.stderr, /does not answer|down|unreachable|refused/i);
+        assert.doesNotMatch(st.stdout + st.stderr, /Traceback|AttributeError/);
+        console.log(
+          `# status with chef-b down: ${(st.stdout + st.stderr).trim().split('\n').slice(0, 6).join(' / ')}`,
+        );
+      } finally {
+        await execFileP(
+          'runuser',
+          [
+            '-u',
+            'postgres',
+            '--',
+            `${b.postgres.bindir}/pg_ctl`,
+            '-D',
+            b.postgres.dataDir,
+            '-l',
+            b.postgres.logFile,
+            '-w',
+            'start',
+            '-o',
+            `-c config_file=${join(b.postgres.confDir, 'postgresql.conf')}`,
+          ],
+          { timeout: 60_000 },
+        );
+      }
+      assert.equal(await londisteState(a), before[0]);
+    } finally {
+      await sql(a, 'DROP TABLE IF EXISTS chef_ha_nopk, chef_ha_only_master');
+      await sql(b, 'DROP TABLE IF EXISTS chef_ha_nopk');
+    }
+    await waitFor('chef-b healthy again', async () => (await runCli(b, ['status'])).code === 0, 60_000);
+  });
+
   test('failover refuses while the master is a healthy root', async () => {
     const r = await runCli(b, ['failover']);
     assert.equal(r.code, 4, r.stderr);
@@ -331,11 +492,28 @@ describe('londiste mode: set-up and replication', { timeout: 900_000 }, () => {
       }
     })();
     await waitFor('some writes', () => Promise.resolve(committed.length >= 30), 30_000);
-    const pid = await postmasterPid(a.postgres.dataDir);
-    assert.ok(pid);
-    process.kill(pid, 'SIGKILL');
-    await writer;
-    writing = false;
+    // The slave's worker is held for a moment, so that some committed writes surely never reach it:
+    // the rows rejoin must report.
+    const worker = await pidOf(join(londisteDir(b), 'pid', 'chef_ha_chef_b.pid'));
+    assert.ok(worker, 'the worker of chef-b runs');
+    process.kill(worker, 'SIGSTOP');
+    try {
+      const held = committed.length;
+      await waitFor(
+        'writes the slave does not get',
+        () => Promise.resolve(committed.length >= held + 20),
+        30_000,
+      );
+      await sql(a, `UPDATE clients SET validator = NOT validator WHERE name = 'web-01'`);
+      const pid = await postmasterPid(a.postgres.dataDir);
+      assert.ok(pid);
+      process.kill(pid, 'SIGKILL');
+      await writer;
+      writing = false;
+    } finally {
+      writing = false;
+      process.kill(worker, 'SIGCONT');
+    }
     const r = await runCli(b, ['failover']);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /takeover {2}done/);
@@ -378,5 +556,169 @@ describe('londiste mode: set-up and replication', { timeout: 900_000 }, () => {
     const write = await trySql(a, `UPDATE clients SET admin = admin WHERE name = 'web-01'`);
     assert.equal(write.ok, false);
     assert.match(write.out, /read-only/);
+  });
+
+  test('rejoin on the old master writes exactly the lost rows to JSON and makes it a branch of the new root', async () => {
+    const names = async (node: SandboxNode): Promise<Set<string>> =>
+      new Set(
+        (await sql(node, `SELECT string_agg(name, ',' ORDER BY name) FROM nodes WHERE name LIKE 'w-%'`))
+          .split(',')
+          .filter((x) => x !== ''),
+      );
+    const onA = await names(a);
+    const onB = await names(b);
+    const missing = [...onA].filter((n) => !onB.has(n)).sort();
+    assert.ok(missing.length >= 20, `rows the new root lacks: ${missing.length}`);
+    const webId = await sql(a, `SELECT id FROM clients WHERE name = 'web-01'`);
+    const r = await runCli(a, ['--json', 'rejoin']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { lostRows: { count: number; file: string } };
+    assert.equal(out.lostRows.count, missing.length + 1);
+    assert.match(r.stderr, /save-lost-rows {2}done/);
+    assert.doesNotMatch(r.stderr, /resurrect/);
+    const file = JSON.parse(await readFile(out.lostRows.file, 'utf8')) as {
+      rows: {
+        table: string;
+        kind: string;
+        key: { id: string };
+        row: { name: string; validator?: boolean };
+      }[];
+    };
+    const lostNodes = file.rows.filter((x) => x.table === 'nodes');
+    assert.deepEqual(lostNodes.map((x) => x.row.name).sort(), missing);
+    assert.ok(lostNodes.every((x) => x.kind === 'missing' && typeof x.key.id === 'string'));
+    const lostClients = file.rows.filter((x) => x.table === 'clients');
+    assert.equal(lostClients.length, 1);
+    assert.equal(lostClients[0]?.kind, 'different');
+    assert.equal(lostClients[0]?.key.id, webId);
+    assert.equal(file.rows.filter((x) => x.table === 'osc_users').length, 0);
+    // a is a branch of b now, with b's rows; new writes on b reach it; it refuses writes to them.
+    assert.equal(
+      await sql(
+        a,
+        `SELECT node_type || ' ' || coalesce(s.provider_node, '') FROM pgq_node.node_info i
+          JOIN pgq_node.local_state s ON s.queue_name = i.queue_name AND s.consumer_name = i.worker_name
+          WHERE i.queue_name = 'chef_ha'`,
+      ),
+      'branch chef_b',
+    );
+    assert.equal(existsSync(join(a.postgres.dataDir, 'standby.signal')), false);
+    assert.equal((await registerClient(b, 'after-rejoin')).status, 201);
+    await waitFor(
+      'after-rejoin on the old master',
+      async () => (await sql(a, `SELECT count(*) FROM clients WHERE name = 'after-rejoin'`)) === '1',
+      60_000,
+    );
+    for (const t of TABLES) {
+      assert.equal(await tableMd5(a, t), await tableMd5(b, t), `${t} equal on both nodes`);
+    }
+    const again = await runCli(a, ['rejoin']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout + again.stderr, /already a Londiste branch/);
+    assert.deepEqual(doneSteps(again.stderr), []);
+    const st = await runCli(b, ['status', '--json']);
+    assert.equal(st.code, 0, st.stdout + st.stderr);
+  });
+
+  /**
+   * Writes rows `<prefix>-<i>` into nodes on `node` until stopped; returns the acknowledged ones. A write
+   * refused while the takeover runs is not acknowledged and is retried with the next number.
+   */
+  function startWriter(node: SandboxNode, prefix: string): { stop: () => Promise<string[]> } {
+    const acked: string[] = [];
+    let refused = 0;
+    let writing = true;
+    const loop = (async () => {
+      for (let i = 1; writing; i += 1) {
+        const name = `${prefix}-${i}`;
+        const r = await trySql(
+          node,
+          `INSERT INTO nodes (id, authz_id, org_id, name, environment, last_updated_by, created_at, updated_at)
+             VALUES (md5('${name}'), md5('a${name}'), md5('org'), '${name}', '_default', md5('u'), now(), now())`,
+        );
+        if (r.ok) {
+          acked.push(name);
+        } else {
+          refused += 1;
+        }
+      }
+    })();
+    return {
+      stop: async () => {
+        writing = false;
+        await loop;
+        console.log(`# ${prefix}: ${acked.length} writes acknowledged, ${refused} refused`);
+        return acked;
+      },
+    };
+  }
+
+  async function missingOn(node: SandboxNode, names: readonly string[]): Promise<string[]> {
+    const have = new Set(
+      (
+        await sql(
+          node,
+          `SELECT string_agg(name, ',') FROM nodes WHERE name = ANY(ARRAY['${names.join("','")}'])`,
+        )
+      )
+        .split(',')
+        .filter((x) => x !== ''),
+    );
+    return names.filter((n) => !have.has(n));
+  }
+
+  test('switchover with writes flowing, both directions: no acknowledged write lost', async () => {
+    // On the branch (a): a takes over from b while b takes writes.
+    const w1 = startWriter(b, 'sw1');
+    await waitFor(
+      'writes on b',
+      async () => Number(await sql(b, `SELECT count(*) FROM nodes WHERE name LIKE 'sw1-%'`)) >= 20,
+      30_000,
+    );
+    const r1 = await runCli(a, ['switchover']);
+    const acked1 = await w1.stop();
+    assert.equal(r1.code, 0, r1.stderr);
+    assert.match(r1.stderr, /takeover {2}done/);
+    assert.ok(acked1.length >= 20);
+    assert.deepEqual(await missingOn(a, acked1), [], 'every acknowledged write is on the new root at once');
+    assert.equal(
+      await sql(a, `SELECT node_type FROM pgq_node.node_info WHERE queue_name = 'chef_ha'`),
+      'root',
+    );
+    assert.equal(
+      await sql(b, `SELECT node_type FROM pgq_node.node_info WHERE queue_name = 'chef_ha'`),
+      'branch',
+    );
+    assert.equal(
+      await sql(a, `SELECT queue_ticker_max_lag FROM pgq.queue WHERE queue_name = 'chef_ha'`),
+      '00:00:00.1',
+    );
+    // On the root (a): it hands the takeover to the branch b over ssh.
+    const w2 = startWriter(a, 'sw2');
+    await waitFor(
+      'writes on a',
+      async () => Number(await sql(a, `SELECT count(*) FROM nodes WHERE name LIKE 'sw2-%'`)) >= 20,
+      30_000,
+    );
+    const r2 = await runCli(a, ['switchover']);
+    const acked2 = await w2.stop();
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.deepEqual(await missingOn(b, acked2), [], 'every acknowledged write is on the new root at once');
+    assert.equal(
+      await sql(b, `SELECT node_type FROM pgq_node.node_info WHERE queue_name = 'chef_ha'`),
+      'root',
+    );
+    assert.equal((await registerClient(b, 'after-switchover')).status, 201);
+    await waitFor(
+      'after-switchover on a',
+      async () => (await sql(a, `SELECT count(*) FROM clients WHERE name = 'after-switchover'`)) === '1',
+      60_000,
+    );
+    for (const t of TABLES) {
+      assert.equal(await tableMd5(a, t), await tableMd5(b, t), `${t} equal on both nodes`);
+    }
+    const again = await runCli(b, ['switchover', '--to', 'chef-b']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /nothing to do/);
   });
 });

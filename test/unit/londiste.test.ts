@@ -11,7 +11,10 @@ import { planFailoverLondiste } from '../../src/commands/failover/londiste.js';
 import { summarizeLondisteStatus } from '../../src/commands/status/londiste.js';
 import { executeName, planExecuteSql } from '../../src/commands/execute-sql/index.js';
 import { config, standbyConfig } from '../fakes/config.js';
-import { pairFacts, peerFacts, server } from '../fakes/facts.js';
+import { localPgDown, pairFacts, peerFacts, server } from '../fakes/facts.js';
+import { planRejoinLondiste } from '../../src/commands/rejoin/londiste.js';
+import { diffHashes } from '../../src/londiste/lost-rows.js';
+import { decideSwitchoverLondiste, planSwitchoverLondiste } from '../../src/commands/switchover/londiste.js';
 
 const cfg = config({ replication: { mode: 'londiste' } });
 const slaveCfg = standbyConfig({ replication: { mode: 'londiste' } });
@@ -201,15 +204,15 @@ describe('planSetupMasterLondiste', () => {
 });
 
 describe('planSetupSlaveLondiste', () => {
-  test('plans a branch: dump, empty, create-branch, daemons, add-table, wait, reindex', () => {
+  test('plans a branch: dump, empty, create-branch, add-table, then the daemons (all copies at once), wait, reindex', () => {
     const ids = stepIds(planSlave(lf({ peer: root() })));
     assert.deepEqual(ids.slice(ids.indexOf('backup-replicated-tables')), [
       'backup-replicated-tables',
       'empty-replicated-tables',
       'create-branch',
       'grant-londiste-roles',
-      'start-londiste-daemons',
       'add-tables',
+      'start-londiste-daemons',
       'wait-tables-ok',
       'reindex',
     ]);
@@ -354,5 +357,169 @@ describe('planExecuteSql', () => {
   test('names a changed file differently, so that it runs again', () => {
     assert.notEqual(executeName('/tmp/a.sql', 'x'), executeName('/tmp/a.sql', 'y'));
     assert.match(executeName('/tmp/a b.sql', 'x'), /^a_b-[0-9a-f]{12}\.sql$/);
+  });
+});
+
+describe('planRejoinLondiste (on the old master db1, the new root is db2)', () => {
+  const fencedDown: PairFacts = pairFacts.freshMaster({
+    pg: localPgDown(),
+    dataDir: { standbySignal: true },
+    fenced: { at: '2026-01-15T12:00:00Z', reason: 'londiste failover to db2' },
+  });
+  const newRoot = root({ nodeName: 'db2', members: [{ name: 'db1', dead: true, location: 'x' }] });
+  const plan = (facts: PairFacts, l: LondisteFacts): Plan =>
+    planRejoinLondiste({
+      facts,
+      lf: l,
+      config: cfg,
+      backupDir: '/var/opt/chef-ha/backups/x',
+      lostRowsFile: '/var/opt/chef-ha/lost-rows-x.json',
+    });
+
+  test('a fenced, stopped old root: lost rows first (read-only start), then a fresh branch without resurrect', () => {
+    const p = plan(fencedDown, lf({ local: root(), peer: newRoot, daemons: { supervisorPid: 9 } }));
+    assert.deepEqual(
+      p.steps.filter((s) => !s.done).map((s) => s.id),
+      [
+        'start-postgresql',
+        'save-lost-rows',
+        'backup-replicated-tables',
+        'stop-chef-services',
+        'stop-londiste-daemons',
+        'stop-postgresql',
+        'remove-fence-file',
+        'start-postgresql-writable',
+        'drop-old-root-state',
+        'forget-old-node-on-new-root',
+        'create-branch',
+        'grant-londiste-roles',
+        'add-tables',
+        'start-londiste-daemons',
+        'wait-tables-ok',
+        'clear-fence',
+        'start-chef-services',
+        'reindex',
+        'record-rejoin',
+      ],
+    );
+    const all = JSON.stringify(p.steps);
+    assert.doesNotMatch(all, /resurrect/);
+    assert.doesNotMatch(all, /drop-node/, 'drop-node would reach every member it knows');
+    const create = p.steps.find((s) => s.id === 'create-branch');
+    assert.ok(create?.kind === 'run');
+    assert.ok(create.argv.some((x) => x.startsWith('--provider=') && x.includes('10.0.0.2')));
+  });
+
+  test('a branch of the new root with every table ok: every step is done', () => {
+    const p = plan(
+      pairFacts.freshMaster(),
+      lf({
+        local: branch({ nodeName: 'db1', provider: 'db2' }),
+        peer: newRoot,
+        daemons: { supervisorPid: 1, pgqdPid: 2, workerPid: 3 },
+      }),
+    );
+    assert.deepEqual(
+      p.steps.filter((s) => !s.done).map((s) => s.id),
+      [],
+    );
+    assert.match(p.summary, /already a Londiste branch/);
+  });
+
+  test('refuses while the peer is not a root (no failover yet), nothing changed', () => {
+    const e = refusal(() => plan(fencedDown, lf({ local: root(), peer: branch({ nodeName: 'db2' }) })));
+    assert.match(e.message, /not the root/);
+    assert.match(e.hint ?? '', /nothing to rejoin/);
+  });
+
+  test('refuses while the new root does not answer', () => {
+    const e = refusal(() => plan(fencedDown, lf({ local: root(), peer: DOWN })));
+    assert.match(e.message, /does not answer/);
+  });
+});
+
+describe('lost rows: diffHashes', () => {
+  test('keys the new root lacks are missing, keys it holds differently are different, equal rows are not listed', () => {
+    assert.deepEqual(
+      diffHashes(
+        { '["b"]': 'h2', '["a"]': 'h1', '["c"]': 'h3' },
+        { '["a"]': 'h1', '["c"]': 'x', '["d"]': 'h4' },
+      ),
+      [
+        { key: '["b"]', kind: 'missing' },
+        { key: '["c"]', kind: 'different' },
+      ],
+    );
+  });
+});
+
+describe('decideSwitchoverLondiste / planSwitchoverLondiste', () => {
+  const onBranch = (l: Partial<LondisteFacts>): LondisteFacts =>
+    lf({ local: branch(), peer: root(), daemons: { supervisorPid: 1, pgqdPid: 2, workerPid: 3 }, ...l });
+
+  test('on the branch with every table ok: the planned takeover, ticker settings, erchef restart, reindex', () => {
+    const l = onBranch({});
+    assert.deepEqual(decideSwitchoverLondiste(l, slaveCfg, undefined), { action: 'takeover' });
+    const p = planSwitchoverLondiste(l, slaveCfg);
+    assert.deepEqual(stepIds(p), [
+      'takeover',
+      'reapply-queue-ticker',
+      'grant-londiste-roles',
+      'record-switchover',
+      'restart-chef-services',
+      'reindex',
+    ]);
+    const t = p.steps[0];
+    assert.ok(t?.kind === 'run');
+    assert.deepEqual(t.argv.slice(2), ['takeover', 'db1'], 'not --dead-root');
+  });
+
+  test('on the root it hands over to the branch over ssh; without peer.ssh it says where to run it', () => {
+    const l = lf({ local: root(), peer: branch({ nodeName: 'db2', provider: 'db1' }) });
+    const withSsh = config({
+      replication: { mode: 'londiste' },
+      peer: { name: 'db2', address: '10.0.0.2', ssh: { target: 'root@10.0.0.2' } },
+    });
+    assert.deepEqual(decideSwitchoverLondiste(l, withSsh, undefined), { action: 'delegate', target: 'db2' });
+    const e = refusal(() => decideSwitchoverLondiste(l, cfg, undefined));
+    assert.match(e.hint ?? '', /on db2/);
+  });
+
+  test('--to the current root is nothing to do, on either node', () => {
+    assert.equal(decideSwitchoverLondiste(onBranch({}), slaveCfg, 'db1').action, 'done');
+    assert.equal(
+      decideSwitchoverLondiste(lf({ local: root(), peer: branch({ provider: 'db1' }) }), cfg, 'db1').action,
+      'done',
+    );
+  });
+
+  test('refuses a table not in sync, a stopped worker, a dead root (failover instead) and two roots', () => {
+    const copying = onBranch({
+      local: branch({
+        tables: TABLES.map((t) => ({
+          table: `public.${t}`,
+          local: true,
+          state: t === 'nodes' ? 'catching-up' : 'ok',
+        })),
+      }),
+    });
+    assert.match(
+      refusal(() => decideSwitchoverLondiste(copying, slaveCfg, undefined)).message,
+      /not in sync.*public\.nodes/,
+    );
+    assert.match(
+      refusal(() => decideSwitchoverLondiste(onBranch({ daemons: {} }), slaveCfg, undefined)).hint ?? '',
+      /londiste-daemons start/,
+    );
+    assert.match(
+      refusal(() => decideSwitchoverLondiste(onBranch({ peer: DOWN }), slaveCfg, undefined)).hint ?? '',
+      /failover/,
+    );
+    assert.match(
+      refusal(() =>
+        decideSwitchoverLondiste(onBranch({ local: root({ nodeName: 'db2' }) }), slaveCfg, undefined),
+      ).hint ?? '',
+      /rejoin/,
+    );
   });
 });

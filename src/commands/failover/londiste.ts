@@ -8,7 +8,7 @@
 import type { CommandContext } from '../../core/context.js';
 import { statePaths, withLock } from '../../core/context.js';
 import type { Config } from '../../core/config.js';
-import { gatherPairFacts, type PairFacts } from '../../core/facts.js';
+import { gatherPeerFacts, type PairFacts } from '../../core/facts.js';
 import { executePlan } from '../../core/execute.js';
 import { RefusedError } from '../../core/errors.js';
 import type { Plan, Step } from '../../core/plan.js';
@@ -25,7 +25,7 @@ export const LOSS_NOTE =
  * @throws RefusedError when the master is healthy (without --force) or this node cannot take over.
  */
 export function planFailoverLondiste(
-  facts: PairFacts,
+  facts: Pick<PairFacts, 'peer'>,
   lf: LondisteFacts,
   config: Config,
   options: FailoverOptions,
@@ -135,7 +135,13 @@ export function planFailoverLondiste(
 export async function failoverLondiste(ctx: CommandContext, options: FailoverOptions): Promise<void> {
   await withLock(ctx, 'failover', async () => {
     const started = ctx.ports.clock.now();
-    const [facts, lf] = await Promise.all([gatherPairFacts(ctx), gatherLondisteFacts(ctx)]);
+    // Only what the plan reads: the peer's server facts and both nodes' cascade state (no local
+    // PostgreSQL/embedded/file facts, no package checks): every fact read here delays the first write.
+    const [peer, lf] = await Promise.all([
+      gatherPeerFacts(ctx),
+      gatherLondisteFacts(ctx, undefined, { packages: false }),
+    ]);
+    const facts = { peer };
     const plan = planFailoverLondiste(facts, lf, ctx.config, options);
     ctx.reporter.info(`failover: ${LOSS_NOTE}`);
     await confirmPlan(ctx, plan, `Fence ${ctx.config.peer.name} and take over as Londiste root?`);

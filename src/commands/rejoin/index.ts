@@ -1,9 +1,8 @@
 /**
  * rejoin: make a fenced old primary the standby of the new one. Thin: dispatches on the replication
- * mode; the streaming work is in streaming.ts and plan.ts beside this file.
+ * mode; the streaming work is in streaming.ts and plan.ts beside this file, Londiste's in londiste.ts.
  */
 import type { CommandContext } from '../../core/context.js';
-import { RefusedError } from '../../core/errors.js';
 import type { RejoinOptions } from './plan.js';
 
 export type { RejoinOptions } from './plan.js';
@@ -14,10 +13,7 @@ export async function rejoin(ctx: CommandContext, options: RejoinOptions): Promi
       await (await import('./streaming.js')).rejoinStreaming(ctx, options);
       return;
     case 'londiste':
-      throw new RefusedError(
-        'rejoin: replication.mode "londiste" is not supported by this command yet; nothing was changed',
-        undefined,
-        'rejoin works for streaming replication only',
-      );
+      await (await import('./londiste.js')).rejoinLondiste(ctx);
+      return;
   }
 }

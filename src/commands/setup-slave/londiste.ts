@@ -131,14 +131,18 @@ export function planSetupSlaveLondiste(input: SetupSlaveLondisteInput): Plan {
     ),
   );
   steps.push(grantStep(config, local));
-  steps.push(daemonsStep(lf, true));
+  // add-table before the worker starts: add-table registers (and commits) one table at a time, and a
+  // running worker that sees the first one launches its copy and then sleeps 3 s before it looks again,
+  // so the copies ran one after the other despite parallel_copies. A worker started afterwards finds
+  // every table missing and launches parallel_copies copies in one pass.
   steps.push(
     addTablesStep(
       config,
       local,
-      `add-table on the branch (starts the copy, ${config.londiste.parallelCopies} at once)`,
+      `add-table on the branch (the worker copies ${config.londiste.parallelCopies} at once when it starts)`,
     ),
   );
+  steps.push(daemonsStep(lf, true));
   steps.push({
     kind: 'action',
     id: 'wait-tables-ok',

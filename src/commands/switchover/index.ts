@@ -1,6 +1,6 @@
 /**
  * switchover: a planned role swap with no lost write. Thin: dispatches on the replication mode; the
- * streaming work is in streaming.ts and plan.ts beside this file.
+ * streaming work is in streaming.ts and plan.ts beside this file, Londiste's in londiste.ts.
  */
 import type { CommandContext } from '../../core/context.js';
 import { RefusedError } from '../../core/errors.js';
@@ -17,10 +17,14 @@ export async function switchover(ctx: CommandContext, options: SwitchoverCliOpti
       await (await import('./streaming.js')).switchoverStreaming(ctx, options);
       return;
     case 'londiste':
-      throw new RefusedError(
-        'switchover: replication.mode "londiste" is not supported by this command yet; nothing was changed',
-        undefined,
-        'switchover works for streaming replication only',
-      );
+      if (options.promoteStandby) {
+        throw new RefusedError(
+          'switchover --promote-standby is for streaming replication; nothing was changed',
+          undefined,
+          'run `chef-ha-ctl switchover` on either node',
+        );
+      }
+      await (await import('./londiste.js')).switchoverLondiste(ctx, options);
+      return;
   }
 }

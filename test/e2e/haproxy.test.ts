@@ -209,6 +209,13 @@ describe('HAProxy in front of the pair', { timeout: 600_000 }, () => {
       15_000,
       100,
     );
+    // The Chef API backend's check saw chef-b first; the PostgreSQL backend's own check may come a beat later.
+    await waitFor(
+      'postgres_primary/chef-b UP in HAProxy',
+      async () => (await serverStates(p.socket)).get('postgres_primary/chef-b')?.op === 2,
+      15_000,
+      100,
+    );
     await connectMany(p.postgres, 10);
     const s = await sessionsByServer(p.socket);
     assert.equal(

@@ -118,13 +118,23 @@ async function performStep(ctx: CommandContext, step: Step): Promise<string | un
   switch (step.kind) {
     case 'run': {
       if (step.background) {
-        await files.mkdirp(path.dirname(step.background.log), 0o700);
-        await files.removeTree(`${step.background.log}.exit`);
-        const pid = await shell.spawnDetached(step.argv, {
-          user: step.user,
-          env: step.env,
-          logFile: step.background.log,
-        });
+        const { log } = step.background;
+        await files.mkdirp(path.dirname(log), 0o700);
+        await files.removeTree(log);
+        await files.removeTree(`${log}.exit`);
+        // sh records the exit status beside the log when the command ends ("$0" is the status file).
+        const argv: [string, ...string[]] = [
+          ...(step.user === undefined ? [] : ['runuser', '-u', step.user, '--']),
+          ...(step.env === undefined
+            ? []
+            : ['env', ...Object.entries(step.env).map(([k, v]) => `${k}=${v}`)]),
+          'sh',
+          '-c',
+          '"$@"; echo $? >"$0"',
+          `${log}.exit`,
+          ...step.argv,
+        ] as [string, ...string[]];
+        const pid = ctx.ports.proc.spawnDetached(argv, log);
         await files.writeAtomic(
           step.background.job,
           `${JSON.stringify({ pid, argv: step.argv, log: step.background.log, startedAt: new Date(clock.now()).toISOString() }, null, 2)}\n`,

@@ -224,3 +224,23 @@ export function peerNode(config: Config): string {
 export function truncateSql(config: Config): string {
   return `TRUNCATE ${config.chefServer.tables.map((t) => `public.${quoteIdent(t)}`).join(', ')};`;
 }
+
+/** After a takeover: erchef's pool reconnects to the now-writable tables, then the search index is rebuilt. */
+export function chefStepsAfterTakeover(config: Config): Step[] {
+  return [
+    {
+      kind: 'run',
+      id: 'restart-chef-services',
+      title: 'restart erchef (its pool reconnects to the now-writable tables)',
+      argv: [config.chefServer.ctl, 'restart', 'erchef'],
+      timeoutMs: 120_000,
+    },
+    {
+      kind: 'run',
+      id: 'reindex',
+      title: 'chef-server-ctl reindex',
+      argv: [config.chefServer.ctl, 'reindex'],
+      timeoutMs: config.chefServer.reindexTimeoutMs,
+    },
+  ];
+}

@@ -29,7 +29,7 @@ export type { Clock } from './clock.js';
 export type { Files, FileInfo, TreeEntry } from './files.js';
 export type { Postgres, LocalPgTarget, PeerPgTarget } from './postgres.js';
 export { SqlError } from './postgres.js';
-export type { Shell, RunOptions, RunResult, DetachedOptions } from './shell.js';
+export type { Shell, RunOptions, RunResult } from './shell.js';
 export { CommandError, shellQuote, redact } from './shell.js';
 export type { Templates } from './templates.js';
 export type { HaproxyRuntime } from './haproxy.js';

@@ -63,20 +63,8 @@ export interface Shell {
    * @throws CommandError when the command cannot be started or times out.
    */
   run(argv: readonly [string, ...string[]], options: RunOptions): Promise<RunResult>;
-  /**
-   * Starts argv in its own session and returns its pid without waiting: stdout and stderr go to
-   * `logFile`, and its exit status is written to `<logFile>.exit` when it ends.
-   * @throws CommandError when it cannot be started.
-   */
-  spawnDetached(argv: readonly [string, ...string[]], options: DetachedOptions): Promise<number>;
   /** Whether an executable exists at this path. */
   isExecutable(path: string): Promise<boolean>;
-}
-
-export interface DetachedOptions {
-  readonly user?: string | undefined;
-  readonly env?: Readonly<Record<string, string>> | undefined;
-  readonly logFile: string;
 }
 
 export interface ShellDeps {
@@ -102,32 +90,6 @@ export function redact(text: string, secrets: readonly string[]): string {
 export function createShell(deps: ShellDeps, access: (path: string) => Promise<boolean>): Shell {
   return {
     isExecutable: access,
-    spawnDetached(argv, options) {
-      // sh records the exit status beside the log; "$0" is the log file, "$@" the command.
-      let full: string[] = ['sh', '-c', '"$@" >"$0" 2>&1; echo $? >"$0.exit"', options.logFile, ...argv];
-      if (options.user !== undefined && options.user !== deps.currentUser) {
-        full = ['runuser', '-u', options.user, '--', ...full];
-      }
-      const printable = redact(shellQuote(full), deps.secrets());
-      try {
-        const child = execa(full[0] ?? '', full.slice(1), {
-          detached: true,
-          stdio: 'ignore',
-          env: { ...options.env },
-          extendEnv: true,
-          reject: false,
-        });
-        child.catch(() => undefined);
-        child.unref();
-        if (child.pid === undefined) {
-          throw new Error('no pid');
-        }
-        deps.log(`$ ${printable} &  (pid ${child.pid})`);
-        return Promise.resolve(child.pid);
-      } catch (error) {
-        throw new CommandError(printable, undefined, '', `could not start: ${String(error)}`);
-      }
-    },
     async run(argv, options) {
       let full: string[] = [...argv];
       if (options.user !== undefined && options.user !== deps.currentUser) {

@@ -8,10 +8,16 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { downSandbox, upSandbox } from '../sandbox/index.js';
-import { inRecovery, makeTempDir, runCli, waitFor, type SandboxInfo, type SandboxNode } from './helpers.js';
+import { downSandbox } from '../sandbox/index.js';
+import {
+  inRecovery,
+  runCli,
+  setUpStreamingPair,
+  waitFor,
+  type SandboxInfo,
+  type SandboxNode,
+} from './helpers.js';
 import {
   configureProxy,
   connectMany,
@@ -86,17 +92,7 @@ describe('HAProxy in front of the pair', { timeout: 600_000 }, () => {
   let proxy: Daemon | undefined;
 
   before(async () => {
-    dir = await makeTempDir('chef-ha-e2e-haproxy-');
-    sb = await upSandbox(dir, { nodes: 2, mode: 'streaming', sync: false });
-    [a, b] = sb.nodes as [SandboxNode, SandboxNode];
-    const m = await runCli(a, ['setup-master']);
-    assert.equal(m.code, 0, m.stderr);
-    const s = await runCli(b, [
-      'setup-slave',
-      '--bundle',
-      join(a.root, 'var/opt/chef-ha/join-bundle.tar.gz'),
-    ]);
-    assert.equal(s.code, 0, s.stderr);
+    ({ dir, sb, a, b } = await setUpStreamingPair('chef-ha-e2e-haproxy-', { sync: false }));
     p = await configureProxy(sb, dir);
     for (const n of [a, b]) {
       daemons.push(startHealthServer(n));

@@ -10,8 +10,8 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { downSandbox, upSandbox } from '../sandbox/index.js';
-import { makeTempDir, runCli, waitFor, type SandboxInfo, type SandboxNode } from './helpers.js';
+import { downSandbox } from '../sandbox/index.js';
+import { setUpStreamingPair, waitFor, type SandboxNode } from './helpers.js';
 import { healthJson, healthStatus, startHealthServer, type Daemon } from './proxy-helpers.js';
 
 const execFileP = promisify(execFile);
@@ -38,23 +38,12 @@ function raw(port: number, bytes: string | Buffer): Promise<string> {
 
 describe('health-server on a streaming pair', { timeout: 600_000 }, () => {
   let dir: string;
-  let sb: SandboxInfo;
   let a: SandboxNode;
   let b: SandboxNode;
   const daemons: Daemon[] = [];
 
   before(async () => {
-    dir = await makeTempDir('chef-ha-e2e-health-');
-    sb = await upSandbox(dir, { nodes: 2, mode: 'streaming', sync: true });
-    [a, b] = sb.nodes as [SandboxNode, SandboxNode];
-    const m = await runCli(a, ['setup-master']);
-    assert.equal(m.code, 0, m.stderr);
-    const s = await runCli(b, [
-      'setup-slave',
-      '--bundle',
-      join(a.root, 'var/opt/chef-ha/join-bundle.tar.gz'),
-    ]);
-    assert.equal(s.code, 0, s.stderr);
+    ({ dir, a, b } = await setUpStreamingPair('chef-ha-e2e-health-', { sync: true }));
     for (const n of [a, b]) {
       daemons.push(startHealthServer(n));
     }

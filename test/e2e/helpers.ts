@@ -9,7 +9,7 @@ import { mkdtemp, readFile, readdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import type { SandboxInfo, SandboxNode } from '../sandbox/index.js';
+import { upSandbox, type SandboxInfo, type SandboxNode } from '../sandbox/index.js';
 
 const execFileP = promisify(execFile);
 
@@ -306,3 +306,25 @@ export async function readTree(dir: string): Promise<string> {
 }
 
 export type { SandboxInfo, SandboxNode };
+
+/**
+ * A loopback streaming pair set up as the tests need it most often: a sandbox in a new temporary folder,
+ * setup-master on the first node, setup-slave --bundle on the second (each asserted to exit 0).
+ */
+export async function setUpStreamingPair(
+  prefix: string,
+  opts: { sync: boolean },
+): Promise<{ dir: string; sb: SandboxInfo; a: SandboxNode; b: SandboxNode }> {
+  const dir = await makeTempDir(prefix);
+  const sb = await upSandbox(dir, { nodes: 2, mode: 'streaming', sync: opts.sync });
+  const [a, b] = sb.nodes as [SandboxNode, SandboxNode];
+  const m = await runCli(a, ['setup-master']);
+  if (m.code !== 0) {
+    throw new Error(`setup-master exited ${m.code}:\n${m.stderr}`);
+  }
+  const s = await runCli(b, ['setup-slave', '--bundle', join(a.root, 'var/opt/chef-ha/join-bundle.tar.gz')]);
+  if (s.code !== 0) {
+    throw new Error(`setup-slave exited ${s.code}:\n${s.stderr}`);
+  }
+  return { dir, sb, a, b };
+}

@@ -12,21 +12,20 @@ import { existsSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { downSandbox, upSandbox } from '../sandbox/index.js';
+import { downSandbox } from '../sandbox/index.js';
 import {
   getClient,
   getNode,
   inRecovery,
-  makeTempDir,
   managedRoots,
   postmasterPid,
   putNode,
   registerClient,
   runCli,
+  setUpStreamingPair,
   snapshotFiles,
   sql,
   waitFor,
-  type SandboxInfo,
   type SandboxNode,
 } from './helpers.js';
 
@@ -76,22 +75,11 @@ async function streamingFrom(primary: SandboxNode, standby: SandboxNode): Promis
 
 describe('rejoin (streaming, asynchronous)', { timeout: 900_000 }, () => {
   let dir: string;
-  let sb: SandboxInfo;
   let a: SandboxNode;
   let b: SandboxNode;
 
   before(async () => {
-    dir = await makeTempDir('chef-ha-e2e-rejoin-');
-    sb = await upSandbox(dir, { nodes: 2, mode: 'streaming', sync: false });
-    [a, b] = sb.nodes as [SandboxNode, SandboxNode];
-    const m = await runCli(a, ['setup-master']);
-    assert.equal(m.code, 0, m.stderr);
-    const s = await runCli(b, [
-      'setup-slave',
-      '--bundle',
-      join(a.root, 'var/opt/chef-ha/join-bundle.tar.gz'),
-    ]);
-    assert.equal(s.code, 0, s.stderr);
+    ({ dir, a, b } = await setUpStreamingPair('chef-ha-e2e-rejoin-', { sync: false }));
   });
 
   after(async () => {

@@ -1,5 +1,5 @@
 /** A Shell that records every argv and answers from a script; unscripted commands exit 0 silently. */
-import type { DetachedOptions, RunOptions, RunResult, Shell } from '../../src/ports/index.js';
+import type { RunOptions, RunResult, Shell } from '../../src/ports/index.js';
 
 export interface ShellCall {
   readonly argv: readonly string[];
@@ -19,8 +19,6 @@ function matches(matcher: Matcher, argv: readonly string[]): boolean {
 
 export class FakeShell implements Shell {
   readonly calls: ShellCall[] = [];
-  /** Commands started in the background, with their options. */
-  readonly detached: { readonly argv: readonly string[]; readonly options: DetachedOptions }[] = [];
   readonly executables = new Set<string>();
   private readonly script: { readonly matcher: Matcher; readonly answer: Answer | Error }[] = [];
 
@@ -44,11 +42,6 @@ export class FakeShell implements Shell {
     }
     const partial = typeof entry?.answer === 'function' ? entry.answer(argv, options) : entry?.answer;
     return Promise.resolve({ exitCode: 0, stdout: '', stderr: '', durationMs: 1, ...partial });
-  }
-
-  spawnDetached(argv: readonly [string, ...string[]], options: DetachedOptions): Promise<number> {
-    this.detached.push({ argv: [...argv], options });
-    return Promise.resolve(40_000 + this.detached.length);
   }
 
   isExecutable(path: string): Promise<boolean> {

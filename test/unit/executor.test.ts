@@ -322,10 +322,19 @@ describe('executePlan background run steps', () => {
     const result = await executePlan(f.ctx, planOf([step]), { dryRun: false });
     assert.deepEqual(result.completed, ['reindex']);
     assert.deepEqual(f.shell.lines(), [], 'nothing run in the foreground');
-    assert.deepEqual(
-      f.shell.detached.map((d) => [d.argv.join(' '), d.options.logFile]),
-      [['/opt/chef-server/bin/chef-server-ctl reindex', '/var/opt/chef-ha/logs/reindex.log']],
-    );
+    assert.deepEqual(f.proc.spawned, [
+      {
+        argv: [
+          'sh',
+          '-c',
+          '"$@"; echo $? >"$0"',
+          '/var/opt/chef-ha/logs/reindex.log.exit',
+          '/opt/chef-server/bin/chef-server-ctl',
+          'reindex',
+        ],
+        logFile: '/var/opt/chef-ha/logs/reindex.log',
+      },
+    ]);
     assert.equal(
       f.files.text('/var/opt/chef-ha/logs/reindex.log.exit'),
       undefined,
@@ -335,7 +344,7 @@ describe('executePlan background run steps', () => {
       pid?: number;
       log?: string;
     };
-    assert.equal(job.pid, 40_001);
+    assert.equal(job.pid, 5001);
     assert.equal(job.log, '/var/opt/chef-ha/logs/reindex.log');
   });
 });

@@ -13,7 +13,13 @@ import { executePlan } from '../../core/execute.js';
 import { RefusedError } from '../../core/errors.js';
 import type { Plan, Step } from '../../core/plan.js';
 import { gatherLondisteFacts, type LondisteFacts } from '../../londiste/facts.js';
-import { grantStep, londisteStep, peerNode, queueSettingsStep } from '../../londiste/plan.js';
+import {
+  chefStepsAfterTakeover,
+  grantStep,
+  londisteStep,
+  peerNode,
+  queueSettingsStep,
+} from '../../londiste/plan.js';
 import { confirmPlan } from '../confirm.js';
 import type { FailoverOptions } from './decide.js';
 
@@ -109,20 +115,7 @@ export function planFailoverLondiste(
       data: { event: 'failover', mode: 'londiste', newRoot: config.node.name, oldRoot: config.peer.name },
     },
   });
-  steps.push({
-    kind: 'run',
-    id: 'restart-chef-services',
-    title: 'restart erchef (its pool reconnects to the now-writable tables)',
-    argv: [config.chefServer.ctl, 'restart', 'erchef'],
-    timeoutMs: 120_000,
-  });
-  steps.push({
-    kind: 'run',
-    id: 'reindex',
-    title: 'chef-server-ctl reindex',
-    argv: [config.chefServer.ctl, 'reindex'],
-    timeoutMs: config.chefServer.reindexTimeoutMs,
-  });
+  steps.push(...chefStepsAfterTakeover(config));
   return {
     command: 'failover',
     summary: isRoot

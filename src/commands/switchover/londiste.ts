@@ -17,7 +17,13 @@ import { CommandError } from '../../ports/index.js';
 import { renderSshArgv } from '../../chef/ssh.js';
 import { gatherLondisteFacts, type LondisteFacts } from '../../londiste/facts.js';
 import { qualifiedTables } from '../../londiste/names.js';
-import { grantStep, londisteStep, peerNode, queueSettingsStep } from '../../londiste/plan.js';
+import {
+  chefStepsAfterTakeover,
+  grantStep,
+  londisteStep,
+  peerNode,
+  queueSettingsStep,
+} from '../../londiste/plan.js';
 import { confirmPlan } from '../confirm.js';
 import type { SwitchoverCliOptions } from './index.js';
 
@@ -157,20 +163,7 @@ export function planSwitchoverLondiste(lf: LondisteFacts, config: Config): Plan 
         data: { event: 'switchover', mode: 'londiste', newRoot: config.node.name, oldRoot: config.peer.name },
       },
     },
-    {
-      kind: 'run',
-      id: 'restart-chef-services',
-      title: 'restart erchef (its pool reconnects to the now-writable tables)',
-      argv: [config.chefServer.ctl, 'restart', 'erchef'],
-      timeoutMs: 120_000,
-    },
-    {
-      kind: 'run',
-      id: 'reindex',
-      title: 'chef-server-ctl reindex',
-      argv: [config.chefServer.ctl, 'reindex'],
-      timeoutMs: config.chefServer.reindexTimeoutMs,
-    },
+    ...chefStepsAfterTakeover(config),
   ];
   return {
     command: 'switchover',

@@ -196,6 +196,11 @@ const schema = z.strictObject({
       maxConnections: z.number().int().min(1).max(100_000).default(256),
       /** Time allowed to receive a request's headers (and the whole request). */
       requestTimeoutMs: z.number().int().min(100).default(2000),
+      /**
+       * Requests coming back after this long without any, while the peer was unreachable, mean this node
+       * may have been cut off: /primary answers 503 until the peer has been probed again.
+       */
+      recheckAfterGapMs: z.number().int().min(100).default(3000),
     })
     .prefault({}),
   haproxy: haproxySchema.optional(),

@@ -8,7 +8,7 @@ import { ChefHaError, InterruptedError, StepFailedError, describeError } from '.
 import type { Plan, Probe, Step } from './plan.js';
 import { SECRET_TOKEN, concurrentGroup, describeProbe, describeStep } from './plan.js';
 import { runAction } from './actions.js';
-import { CommandError, SqlError } from '../ports/index.js';
+import { CommandError, SqlError, urlHost } from '../ports/index.js';
 import { featuresFor } from '../pg/version.js';
 import { parseLsn } from '../pg/lsn.js';
 import { quoteLiteral } from '../pg/conninfo.js';
@@ -92,6 +92,17 @@ export async function checkProbe(ctx: CommandContext, probe: Probe): Promise<boo
           `SELECT (SELECT timeline_id FROM pg_control_checkpoint()) = (${currentTimelineQuery(f)}) AS ok`,
         );
         return rows[0]?.ok === true;
+      }
+      case 'health-not-primary': {
+        const { node, peer, health } = ctx.config;
+        const [address, port] =
+          probe.on === 'peer' ? [peer.address, peer.healthPort] : [node.address, health.port];
+        // A refused connection: no health endpoint runs there, so none can answer 200 either.
+        const status = await ctx.ports.http.statusOrRefused(
+          `http://${urlHost(address)}:${port}/primary`,
+          1_000,
+        );
+        return status === 'refused' || (status !== 0 && status !== 200);
       }
     }
   } catch {
@@ -236,6 +247,12 @@ async function performStep(ctx: CommandContext, step: Step): Promise<string | un
           return undefined;
         }
         if (clock.now() >= deadline) {
+          if (step.onTimeout === 'continue') {
+            ctx.reporter.warn(
+              `${step.id}: not seen within ${(step.timeoutMs / 1000).toFixed(1)}s that ${describeProbe(step.until)}; going on`,
+            );
+            return undefined;
+          }
           throw new Error(
             `timed out after ${(step.timeoutMs / 1000).toFixed(0)}s waiting until ${describeProbe(step.until)}`,
           );

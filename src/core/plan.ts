@@ -39,7 +39,12 @@ export type Probe =
    */
   | { readonly name: 'peer-replayed-local-checkpoint' }
   /** The peer's pg_control names its current timeline (its end-of-recovery checkpoint is done). */
-  | { readonly name: 'peer-checkpointed' };
+  | { readonly name: 'peer-checkpointed' }
+  /**
+   * A node's health endpoint answers /primary with anything but 200 (its snapshot has seen the fence or
+   * the stop), or nothing listens there.
+   */
+  | { readonly name: 'health-not-primary'; readonly on: 'local' | 'peer' };
 
 interface StepBase {
   /** Stable kebab-case id: appears in progress output, errors, tests and --plan-json. */
@@ -108,6 +113,8 @@ export type Step =
       readonly until: Probe;
       readonly timeoutMs: number;
       readonly intervalMs: number;
+      /** 'continue': at the timeout the step ends with a warning instead of failing. */
+      readonly onTimeout?: 'fail' | 'continue';
     })
   | (StepBase & {
       readonly kind: 'action';
@@ -200,5 +207,7 @@ export function describeProbe(probe: Probe): string {
       return "the peer has replayed past this node's last checkpoint (all of its WAL)";
     case 'peer-checkpointed':
       return "the peer's control file names its current timeline (checkpoint after promotion done)";
+    case 'health-not-primary':
+      return `${probe.on === 'peer' ? "the peer's" : "this node's"} health endpoint no longer answers 200 on /primary`;
   }
 }

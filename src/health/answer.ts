@@ -26,6 +26,12 @@ export interface HealthContext {
   readonly staleMs: number;
   /** When the role or the /primary answer last changed (ms since the epoch), if it did. */
   readonly lastChange?: number | undefined;
+  /**
+   * Set by the server when requests came back after a gap (health.recheckAfterGapMs) while the snapshot
+   * had the peer unreachable: this node may have been cut off itself, and its peer may have been promoted
+   * meanwhile. /primary answers 503 until a snapshot taken after the gap has looked at the peer again.
+   */
+  readonly peerRecheck?: { readonly gapMs: number } | undefined;
 }
 
 export interface HealthAnswer {
@@ -107,6 +113,8 @@ export function evaluateSnapshot(snapshot: HealthSnapshot | undefined, ctx: Heal
     primaryReason = `${snapshot.peerName} answers as a writable primary too`;
   } else if (peerNewerTimeline) {
     primaryReason = `${snapshot.peerName} is on a newer timeline (${peer?.timeline ?? '?'} > ${me?.timeline ?? '?'})`;
+  } else if (ctx.peerRecheck && !snapshot.peer.reachable) {
+    primaryReason = `requests came back after ${ctx.peerRecheck.gapMs} ms without any while ${snapshot.peerName} was unreachable (this node may have been cut off): re-checking ${snapshot.peerName} first`;
   } else {
     primaryReason = 'writable primary';
   }

@@ -16,6 +16,13 @@ export interface HealthServerOptions {
   readonly staleMs: number;
   readonly maxConnections: number;
   readonly requestTimeoutMs: number;
+  /**
+   * A request arriving this long after the previous one, while the snapshot has the peer unreachable,
+   * makes /primary answer 503 until a snapshot started after it has probed the peer again (started at
+   * once). A node cut off by a partition gets no checks either; when the link comes back, its last
+   * snapshot still says "peer unreachable" although the peer may have been promoted meanwhile.
+   */
+  readonly recheckAfterGapMs: number;
   /** Takes one snapshot; must not throw (a throw leaves the old snapshot to go stale). */
   readonly probe: () => Promise<HealthSnapshot>;
   readonly now: () => number;
@@ -46,14 +53,23 @@ export async function startHealthServer(o: HealthServerOptions): Promise<Running
   let lastKey = '';
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
+  /** When the probe behind the current snapshot started (a slower, older probe never replaces it). */
+  let snapshotStartedAt = Number.NEGATIVE_INFINITY;
+  let lastRequestAt = o.now();
+  let recheck: { since: number; gapMs: number } | undefined;
 
   const refresh = async (): Promise<void> => {
+    const startedAt = o.now();
     try {
       const next = await o.probe();
-      if (stopped) {
+      if (stopped || startedAt < snapshotStartedAt) {
         return;
       }
       snapshot = next;
+      snapshotStartedAt = startedAt;
+      if (recheck && startedAt >= recheck.since) {
+        recheck = undefined;
+      }
       const e = evaluateSnapshot(next, { now: o.now(), staleMs: o.staleMs });
       const key = `${e.role} primary=${e.primaryOk ? 200 : 503} standby=${e.streaming ? 200 : 503}`;
       if (key !== lastKey) {
@@ -78,10 +94,17 @@ export async function startHealthServer(o: HealthServerOptions): Promise<Running
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     try {
+      const now = o.now();
+      const gapMs = now - lastRequestAt;
+      lastRequestAt = now;
+      if (recheck === undefined && gapMs >= o.recheckAfterGapMs && snapshot && !snapshot.peer.reachable) {
+        recheck = { since: now, gapMs };
+        void refresh();
+      }
       const a = answer(
         snapshot,
         { method: req.method ?? '', url: req.url ?? '' },
-        { now: o.now(), staleMs: o.staleMs, lastChange },
+        { now, staleMs: o.staleMs, lastChange, peerRecheck: recheck },
       );
       // A request body is never read: drop it instead of buffering it.
       req.resume();

@@ -86,6 +86,11 @@ export async function gatherGuardFacts(ctx: CommandContext): Promise<GuardFacts>
   const fence = await gatherFenceFacts(ctx);
   const fenceFile = renderFenceFile(config.postgres.version).name;
   const startsReadOnly = await ports.files.exists(path.join(config.postgres.dataDir, fenceFile));
+  if (fence.running || startsReadOnly) {
+    // decideGuard allows these starts whatever the timeline and the peer say: do not spend a
+    // pg_controldata run and a peer round trip on them (every standby start goes through here).
+    return { fence, startsReadOnly, checkpointTimeline: undefined, peer: undefined };
+  }
   const cd = await withTimeout(
     ports.shell.run([path.join(config.postgres.bindir, 'pg_controldata'), '-D', config.postgres.dataDir], {
       user: localTarget(config).osUser,

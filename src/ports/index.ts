@@ -34,6 +34,7 @@ export { CommandError, shellQuote, redact } from './shell.js';
 export type { Templates } from './templates.js';
 export type { HaproxyRuntime } from './haproxy.js';
 export type { Http } from './http.js';
+export { urlHost } from './http.js';
 
 export interface Process {
   readonly pid: number;

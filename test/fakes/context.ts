@@ -80,8 +80,13 @@ export class FakeHaproxy implements HaproxyRuntime {
 /** Answers HTTP probes from `statuses` (by URL); 0 (no answer) otherwise. */
 export class FakeHttp implements Http {
   readonly statuses = new Map<string, number>();
+  /** URLs where nothing listens (statusOrRefused answers 'refused'). */
+  readonly refused = new Set<string>();
   status(url: string): Promise<number> {
     return Promise.resolve(this.statuses.get(url) ?? 0);
+  }
+  statusOrRefused(url: string): Promise<number | 'refused'> {
+    return Promise.resolve(this.refused.has(url) ? 'refused' : (this.statuses.get(url) ?? 0));
   }
 }
 

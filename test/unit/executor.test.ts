@@ -460,6 +460,48 @@ describe('executePlan wait steps', () => {
   });
 });
 
+describe('waiting for the old master health endpoint', () => {
+  const waitHealth: Step = {
+    kind: 'wait',
+    id: 'wait-old-master-health',
+    title: "wait until db2's health endpoint has seen the fence",
+    until: { name: 'health-not-primary', on: 'peer' },
+    timeoutMs: 1_000,
+    intervalMs: 250,
+    onTimeout: 'continue',
+  };
+  const url = 'http://10.0.0.2:5445/primary';
+
+  test('ends once the endpoint answers something other than 200, or nothing listens there', async () => {
+    const f = commandContext();
+    f.http.statuses.set(url, 503);
+    assert.deepEqual((await executePlan(f.ctx, planOf([waitHealth]), { dryRun: false })).completed, [
+      'wait-old-master-health',
+    ]);
+    assert.deepEqual(f.clock.sleeps, []);
+    const g = commandContext();
+    g.http.refused.add(url);
+    assert.equal(await checkProbe(g.ctx, { name: 'health-not-primary', on: 'peer' }), true);
+  });
+
+  test('keeps waiting on 200 or no answer, and goes on with a warning at the timeout', async () => {
+    const f = commandContext();
+    f.http.statuses.set(url, 200);
+    const result = await executePlan(f.ctx, planOf([waitHealth]), { dryRun: false });
+    assert.deepEqual(result.completed, ['wait-old-master-health']);
+    assert.deepEqual(f.clock.sleeps, [250, 250, 250, 250]);
+    const warnings = f.reporter.calls.flatMap((c) => (c.method === 'warn' ? [c.text] : []));
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0] ?? '', /wait-old-master-health: not seen within 1\.0s .* going on/);
+    const g = commandContext();
+    assert.equal(
+      await checkProbe(g.ctx, { name: 'health-not-primary', on: 'peer' }),
+      false,
+      'no answer: unknown',
+    );
+  });
+});
+
 describe('checkProbe', () => {
   test('sees a standby streaming (and sync) in the local pg_stat_replication', async () => {
     const f = commandContext();

@@ -410,6 +410,27 @@ describe('planFailover', () => {
       }),
     );
     assert.ok(ids.indexOf('fence-old-master') < ids.indexOf('promote'));
+    // and waits until the old master's health endpoint has seen the fence, so that the two nodes never
+    // both answer 200 on /primary (its snapshot is up to health.refreshMs old)
+    assert.ok(ids.indexOf('fence-old-master') < ids.indexOf('wait-old-master-health'));
+    assert.ok(ids.indexOf('wait-old-master-health') < ids.indexOf('promote'));
+  });
+
+  test('bounds the wait for the old master health endpoint by one refresh and goes on at its end', () => {
+    const facts = pairFacts.primaryWithStreamingStandby({ lagBytes: 0 });
+    const config = standbyConfig();
+    const wait = step(
+      planFailover({ facts, decision: decideForced(facts), config, primaryConf: '# conf\n' }).steps,
+      'wait-old-master-health',
+    );
+    assert.ok(wait.kind === 'wait');
+    assert.deepEqual(wait.until, { name: 'health-not-primary', on: 'peer' });
+    assert.equal(wait.timeoutMs, config.health.refreshMs + config.health.probeTimeoutMs);
+    assert.equal(wait.onTimeout, 'continue');
+    // nothing to wait for when the old master is already read-only, or does not answer at all
+    const readOnly = { ...facts, peer: peerFacts.primary({ readOnlyDefault: true }) };
+    assert.ok(!stepIds(plan(readOnly)).includes('wait-old-master-health'));
+    assert.ok(!stepIds(plan(pairFacts.standbyWithDeadMaster())).includes('wait-old-master-health'));
   });
 
   test('skips the erchef restart when its sessions on this node survive the promotion', () => {

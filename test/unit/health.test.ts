@@ -306,6 +306,7 @@ describe('health HTTP server', () => {
       staleMs: 5000,
       maxConnections: 16,
       requestTimeoutMs: 1000,
+      recheckAfterGapMs: 60_000,
       probe: () => {
         probes += 1;
         return Promise.resolve({ ...snap(), takenAt: Date.now() });
@@ -355,6 +356,7 @@ describe('health HTTP server', () => {
       staleMs: 3000,
       maxConnections: 4,
       requestTimeoutMs: 1000,
+      recheckAfterGapMs: 60_000,
       probe: () => Promise.resolve({ ...snap(), takenAt: clock }),
       now: () => clock,
       onChange: () => {
@@ -368,5 +370,93 @@ describe('health HTTP server', () => {
     assert.equal((await fetch(`http://127.0.0.1:${running.port}/primary`)).status, 200);
     clock += 3001;
     assert.equal((await fetch(`http://127.0.0.1:${running.port}/primary`)).status, 503);
+  });
+
+  test('an old primary cut off and then reconnected answers 503 on /primary until it has probed its peer again', async (t) => {
+    let clock = Date.now();
+    // While cut off, every probe finds the peer unreachable; after the heal the peer answers promoted.
+    let healed = false;
+    let releaseProbe: (() => void) | undefined;
+    const cutOff = (): HealthSnapshot =>
+      snap({ takenAt: clock, peer: { reachable: false, error: 'timeout expired' } });
+    const promotedPeer = (): HealthSnapshot =>
+      snap({
+        takenAt: clock,
+        peer: { reachable: true, server: server({ timeline: 2, standbys: [] }) },
+      });
+    const running = await startHealthServer({
+      listen: '127.0.0.1',
+      port: 0,
+      refreshMs: 60_000,
+      staleMs: 60_000,
+      maxConnections: 4,
+      requestTimeoutMs: 1000,
+      recheckAfterGapMs: 3000,
+      probe: () =>
+        healed
+          ? new Promise<HealthSnapshot>((resolve) => {
+              releaseProbe = () => {
+                resolve(promotedPeer());
+              };
+            })
+          : Promise.resolve(cutOff()),
+      now: () => clock,
+      onChange: () => {
+        /* not asserted here */
+      },
+      onError: () => {
+        /* not asserted here */
+      },
+    });
+    t.after(() => running.close());
+    const primary = async (): Promise<number> =>
+      (await fetch(`http://127.0.0.1:${running.port}/primary`)).status;
+    // Checks keep coming: a primary whose standby is gone stays 200.
+    assert.equal(await primary(), 200);
+    clock += 1000;
+    assert.equal(await primary(), 200);
+    // No request for 5 s (this node was cut off), then the link is back: the peer must be re-checked.
+    clock += 5000;
+    healed = true;
+    assert.equal(await primary(), 503);
+    clock += 100;
+    assert.equal(await primary(), 503, 'still 503 while the re-check runs');
+    assert.ok(releaseProbe, 'the re-check probe was started at once');
+    releaseProbe();
+    await new Promise((r) => setTimeout(r, 20));
+    // The re-check found the peer promoted: 503 for that reason now.
+    assert.equal(await primary(), 503);
+    const status = (await (await fetch(`http://127.0.0.1:${running.port}/status`)).json()) as {
+      checks: { primary_reason: string };
+    };
+    assert.match(status.checks.primary_reason, /writable primary too|newer timeline/);
+  });
+
+  test('after a gap, a re-check that still finds the peer unreachable gives 200 back', async (t) => {
+    let clock = Date.now();
+    const running = await startHealthServer({
+      listen: '127.0.0.1',
+      port: 0,
+      refreshMs: 60_000,
+      staleMs: 60_000,
+      maxConnections: 4,
+      requestTimeoutMs: 1000,
+      recheckAfterGapMs: 3000,
+      probe: () => Promise.resolve(snap({ takenAt: clock, peer: { reachable: false, error: 'refused' } })),
+      now: () => clock,
+      onChange: () => {
+        /* not asserted here */
+      },
+      onError: () => {
+        /* not asserted here */
+      },
+    });
+    t.after(() => running.close());
+    const primary = async (): Promise<number> =>
+      (await fetch(`http://127.0.0.1:${running.port}/primary`)).status;
+    clock += 4000;
+    assert.equal(await primary(), 503);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(await primary(), 200);
   });
 });

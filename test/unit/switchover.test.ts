@@ -165,8 +165,13 @@ describe('planSwitchoverDemote', () => {
       'write-fence-file',
       'stop-postgresql',
       'wait-standby-replayed',
+      'wait-own-health',
       'promote-standby',
     ]);
+    // never two 200s on /primary: this node's endpoint must have seen the stop before the promotion
+    const wait = plan.steps.find((s) => s.id === 'wait-own-health');
+    assert.ok(wait?.kind === 'wait' && wait.onTimeout === 'continue');
+    assert.deepEqual(wait.until, { name: 'health-not-primary', on: 'local' });
     const promote = plan.steps.find((s) => s.id === 'promote-standby');
     assert.ok(promote?.kind === 'run' && promote.irreversible === true);
     assert.ok(promote.argv.join(' ').includes('switchover --yes --promote-standby'));
@@ -181,7 +186,7 @@ describe('planSwitchoverDemote', () => {
     const plan = planSwitchoverDemote(facts, d, cfg, NOW);
     assert.deepEqual(
       plan.steps.filter((s) => !s.done).map((s) => s.id),
-      ['wait-standby-replayed', 'promote-standby'],
+      ['wait-standby-replayed', 'wait-own-health', 'promote-standby'],
     );
   });
 });

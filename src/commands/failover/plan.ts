@@ -42,14 +42,30 @@ export function planFailover(input: FailoverPlanInput): Plan {
   // would otherwise hold the failover for seconds).
   const fenceSteps: Step[] = [];
   if (decision.fence === 'sql' && peerServer) {
+    const alreadyReadOnly = peerServer.inRecovery || peerServer.readOnlyDefault;
     fenceSteps.push({
       kind: 'action',
       id: 'fence-old-master',
       title: `fence ${peer} over SQL (read-only now; starts as a standby next time)`,
       action: 'fence-peer-sql',
       args: { peerDataDir: peerServer.dataDirectory, peerMajor: peerServer.major },
-      done: peerServer.inRecovery || peerServer.readOnlyDefault ? `${peer} is already read-only` : undefined,
+      done: alreadyReadOnly ? `${peer} is already read-only` : undefined,
     });
+    // The old master's health endpoint answers from a snapshot up to health.refreshMs old: until it has
+    // seen the fence it still says 200 on /primary, and after the promotion both nodes would. Wait for its
+    // next snapshot (bounded: a peer endpoint this node cannot reach is waited for as long as a snapshot
+    // can live before its refresh, then the failover goes on).
+    if (!alreadyReadOnly && !promoted) {
+      fenceSteps.push({
+        kind: 'wait',
+        id: 'wait-old-master-health',
+        title: `wait until ${peer}'s health endpoint has seen the fence (no 200 on /primary)`,
+        until: { name: 'health-not-primary', on: 'peer' },
+        timeoutMs: config.health.refreshMs + config.health.probeTimeoutMs,
+        intervalMs: 50,
+        onTimeout: 'continue',
+      });
+    }
   } else if (decision.fence === 'ssh') {
     fenceSteps.push({
       kind: 'action',

@@ -22,6 +22,7 @@ export async function healthServer(ctx: CommandContext): Promise<void> {
       staleMs: h.staleMs,
       maxConnections: h.maxConnections,
       requestTimeoutMs: h.requestTimeoutMs,
+      recheckAfterGapMs: h.recheckAfterGapMs,
       probe: () => probeHealth(ctx),
       now: () => ctx.ports.clock.now(),
       onChange: (text) => {

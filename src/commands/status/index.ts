@@ -4,6 +4,7 @@ import { gatherPairFacts } from '../../core/facts.js';
 import { StatusExit } from '../../core/errors.js';
 import { summarizeStatus, type PairStatus } from './summarize.js';
 import { formatStatus } from './format.js';
+import { urlHost } from '../../ports/index.js';
 
 /** Each node's health endpoint answer on /primary, asked in parallel with a short timeout. */
 async function probeHealthAnswers(ctx: CommandContext): Promise<Map<string, number>> {
@@ -17,10 +18,6 @@ async function probeHealthAnswers(ctx: CommandContext): Promise<Map<string, numb
 }
 
 const HEALTH_TIMEOUT_MS = 500;
-
-function urlHost(address: string): string {
-  return address.includes(':') ? `[${address}]` : address;
-}
 
 /** Adds the health answers to the summary. Pure. */
 export function withHealthAnswers(summary: PairStatus, answers: ReadonlyMap<string, number>): PairStatus {

@@ -202,6 +202,17 @@ export function planSwitchoverDemote(
     },
   ];
   if (promote) {
+    // This node's health endpoint answers from a snapshot up to health.refreshMs old: the standby must not
+    // answer 200 on /primary while this one still does (bounded; at the end the switchover goes on).
+    steps.push({
+      kind: 'wait',
+      id: 'wait-own-health',
+      title: "wait until this node's health endpoint has seen the stop (no 200 on /primary)",
+      until: { name: 'health-not-primary', on: 'local' },
+      timeoutMs: config.health.refreshMs + config.health.probeTimeoutMs,
+      intervalMs: 50,
+      onTimeout: 'continue',
+    });
     steps.push({
       kind: 'run',
       id: 'promote-standby',

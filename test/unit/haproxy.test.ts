@@ -5,7 +5,7 @@ import type { Plan } from '../../src/core/plan.js';
 import { StepFailedError } from '../../src/core/errors.js';
 import { planFailover } from '../../src/commands/failover/plan.js';
 import { decideFailover } from '../../src/commands/failover/decide.js';
-import { evaluateHaproxyWindow } from '../../src/commands/check/index.js';
+import { evaluateCheckGap, evaluateHaproxyWindow } from '../../src/commands/check/index.js';
 import { haproxyStateView, pairServers, routeWindow, serversOf } from '../../src/haproxy/view.js';
 import { config, standbyConfig } from '../fakes/config.js';
 import { commandContext } from '../fakes/context.js';
@@ -82,6 +82,13 @@ describe('the HAProxy routing window', () => {
     const r = evaluateHaproxyWindow(config({ haproxy: {} }));
     assert.equal(r.level, 'warn');
     assert.match(r.detail, /up to 5\.05 s .*no proxy fence \(haproxy\.runtimeApi\)/);
+  });
+
+  test('warns when HAProxy checks too seldom for the health endpoint gap rule', () => {
+    assert.equal(evaluateCheckGap(config({ haproxy: {} })).level, 'ok');
+    const r = evaluateCheckGap(config({ haproxy: { interMs: 2000 } }));
+    assert.equal(r.level, 'warn');
+    assert.match(r.detail, /raise health\.recheckAfterGapMs above 4000 ms/);
   });
 
   test('is fine when the proxy fence is faster than the checks', () => {

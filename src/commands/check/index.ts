@@ -41,6 +41,28 @@ export function evaluateHaproxyWindow(config: Config): CheckResult {
   };
 }
 
+/**
+ * HAProxy's checks against the health endpoint's gap rule (pure): requests that come back after
+ * health.recheckAfterGapMs without any, while the peer is unreachable, get 503 on /primary until the
+ * peer has been probed again. Checks of an UP server every haproxy.interMs must never look like a gap.
+ */
+export function evaluateCheckGap(config: Config): CheckResult {
+  const { interMs } = config.haproxy;
+  const gapMs = config.health.recheckAfterGapMs;
+  if (interMs * 2 > gapMs) {
+    return {
+      name: 'health-check-gap',
+      level: 'warn',
+      detail: `haproxy.interMs ${interMs} ms is more than half of health.recheckAfterGapMs ${gapMs} ms: one late check looks like a cut-off node, and a primary whose standby is down then answers 503 while it re-checks; raise health.recheckAfterGapMs above ${interMs * 2} ms or lower haproxy.interMs`,
+    };
+  }
+  return {
+    name: 'health-check-gap',
+    level: 'ok',
+    detail: `checks every ${interMs} ms; a gap of ${gapMs} ms means this node was cut off (health.recheckAfterGapMs)`,
+  };
+}
+
 export interface CheckResult {
   readonly name: string;
   readonly level: 'ok' | 'warn' | 'fail';
@@ -154,7 +176,7 @@ export function evaluateChecks(facts: PairFacts, config: Config): CheckResult[] 
     detail: `${formatBytes(l.freeBytes)} free for ${config.postgres.dataDir}`,
   });
   if (config.haproxy.configured) {
-    out.push(evaluateHaproxyWindow(config));
+    out.push(evaluateHaproxyWindow(config), evaluateCheckGap(config));
   }
   if (config.postgres.manager === 'pg_ctlcluster' && l.systemdUnitDirExists) {
     out.push(

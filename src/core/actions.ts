@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { CommandContext } from './context.js';
 import { embeddedTarget, localTarget, peerTarget, statePaths } from './context.js';
 import type { ActionName } from './plan.js';
-import { CommandError, type LocalPgTarget } from '../ports/index.js';
+import { CommandError, type LocalPgTarget, urlHost } from '../ports/index.js';
 import {
   featuresFor,
   majorFromVersionNum,
@@ -484,5 +484,24 @@ export async function runAction(
     case 'save-diverged-wal':
     case 'rewind':
       return runRejoinAction(ctx, action, args);
+    case 'refresh-health':
+      return refreshHealth(ctx, args);
   }
+}
+
+/**
+ * Asks a node's health endpoint for a new snapshot now (GET /refresh), so that HAProxy's next check sees
+ * a change this command just made, instead of up to health.refreshMs later. Never fails: without an
+ * endpoint the next refresh comes anyway.
+ */
+async function refreshHealth(ctx: CommandContext, args: Args): Promise<string> {
+  const { node, peer, health } = ctx.config;
+  const onPeer = str(args, 'on') === 'peer';
+  const [name, address, port] = onPeer
+    ? [peer.name, peer.address, peer.healthPort]
+    : [node.name, node.address, health.port];
+  const status = await ctx.ports.http.statusOrRefused(`http://${urlHost(address)}:${port}/refresh`, 500);
+  return status === 204
+    ? `${name}'s health endpoint took a new snapshot`
+    : `${name}'s health endpoint did not answer (${status === 'refused' ? 'not running' : status === 0 ? 'no answer' : `HTTP ${status}`}): it refreshes by itself within health.refreshMs`;
 }

@@ -140,6 +140,8 @@ export type ActionName =
   | 'write-fence-file'
   | 'save-diverged-wal'
   | 'rewind'
+  /** Best effort: asks a node's health endpoint (GET /refresh) for a new snapshot at once. */
+  | 'refresh-health'
   /** Londiste mode's compound steps (src/londiste/actions.ts), chosen by args.op. */
   | 'londiste';
 

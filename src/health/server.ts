@@ -92,14 +92,33 @@ export async function startHealthServer(o: HealthServerOptions): Promise<Running
     }
   };
 
+  // GET /refresh: a chef-ha-ctl that just changed this node (promoted it, stopped it, fenced it) asks for
+  // a new snapshot at once instead of at the next refresh. Requests coalesce: one extra probe at a time.
+  let nudge: Promise<void> | undefined;
+  const refreshNow = (): void => {
+    nudge ??= refresh().finally(() => {
+      nudge = undefined;
+    });
+  };
+
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     try {
+      if ((req.url ?? '').split('?')[0] === '/refresh') {
+        req.resume();
+        if (req.method === 'GET' || req.method === 'HEAD') {
+          refreshNow();
+          send(res, { status: 204, headers: { 'cache-control': 'no-store' }, body: '' }, true);
+        } else {
+          send(res, { status: 405, headers: { allow: 'GET, HEAD' }, body: '' }, true);
+        }
+        return;
+      }
       const now = o.now();
       const gapMs = now - lastRequestAt;
       lastRequestAt = now;
       if (recheck === undefined && gapMs >= o.recheckAfterGapMs && snapshot && !snapshot.peer.reachable) {
         recheck = { since: now, gapMs };
-        void refresh();
+        refreshNow();
       }
       const a = answer(
         snapshot,

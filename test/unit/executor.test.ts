@@ -502,6 +502,35 @@ describe('waiting for the old master health endpoint', () => {
   });
 });
 
+describe('refresh-health action', () => {
+  const refresh = (on: 'local' | 'peer'): Step => ({
+    kind: 'action',
+    id: 'refresh-health',
+    title: 'ask for a new snapshot',
+    action: 'refresh-health',
+    args: { on },
+  });
+
+  test("asks the node's or the peer's health endpoint for a new snapshot", async () => {
+    const f = commandContext();
+    f.http.statuses.set('http://10.0.0.2:5445/refresh', 204);
+    await executePlan(f.ctx, planOf([refresh('peer')]), { dryRun: false });
+    const done = f.reporter.calls.find((c) => c.method === 'stepDone');
+    assert.ok(done?.method === 'stepDone');
+    assert.equal(done.note, "db2's health endpoint took a new snapshot");
+  });
+
+  test('never fails: an endpoint that is not running is only noted', async () => {
+    const f = commandContext();
+    f.http.refused.add('http://10.0.0.1:5445/refresh');
+    const result = await executePlan(f.ctx, planOf([refresh('local')]), { dryRun: false });
+    assert.deepEqual(result.completed, ['refresh-health']);
+    const done = f.reporter.calls.find((c) => c.method === 'stepDone');
+    assert.ok(done?.method === 'stepDone');
+    assert.match(done.note ?? '', /db1's health endpoint did not answer \(not running\)/);
+  });
+});
+
 describe('checkProbe', () => {
   test('sees a standby streaming (and sync) in the local pg_stat_replication', async () => {
     const f = commandContext();

@@ -378,6 +378,7 @@ const ORDER = [
   'mark-failover-started',
   'promote',
   'wait-writable',
+  'refresh-health',
   'fence-old-master',
   'write-primary-settings',
   'clear-inherited-settings',
@@ -412,7 +413,8 @@ describe('planFailover', () => {
     assert.ok(ids.indexOf('fence-old-master') < ids.indexOf('promote'));
     // and waits until the old master's health endpoint has seen the fence, so that the two nodes never
     // both answer 200 on /primary (its snapshot is up to health.refreshMs old)
-    assert.ok(ids.indexOf('fence-old-master') < ids.indexOf('wait-old-master-health'));
+    assert.ok(ids.indexOf('fence-old-master') < ids.indexOf('refresh-old-master-health'));
+    assert.ok(ids.indexOf('refresh-old-master-health') < ids.indexOf('wait-old-master-health'));
     assert.ok(ids.indexOf('wait-old-master-health') < ids.indexOf('promote'));
   });
 
@@ -511,6 +513,7 @@ describe('planFailover', () => {
     assert.equal(step(p.steps, 'mark-failover-started').done, 'a failover to this node is in progress');
     assert.deepEqual(notDone, [
       'wait-writable',
+      'refresh-health',
       'write-primary-settings',
       'clear-inherited-settings',
       'create-slot-for-old-master',

@@ -459,4 +459,38 @@ describe('health HTTP server', () => {
     await new Promise((r) => setTimeout(r, 20));
     assert.equal(await primary(), 200);
   });
+
+  test('GET /refresh takes a new snapshot at once (coalesced) and answers 204', async (t) => {
+    let probes = 0;
+    const running = await startHealthServer({
+      listen: '127.0.0.1',
+      port: 0,
+      refreshMs: 60_000,
+      staleMs: 120_000,
+      maxConnections: 4,
+      requestTimeoutMs: 1000,
+      recheckAfterGapMs: 60_000,
+      probe: () => {
+        probes += 1;
+        return Promise.resolve({ ...snap(), takenAt: Date.now() });
+      },
+      now: () => Date.now(),
+      onChange: () => {
+        /* not asserted here */
+      },
+      onError: () => {
+        /* not asserted here */
+      },
+    });
+    t.after(() => running.close());
+    const base = `http://127.0.0.1:${running.port}`;
+    assert.equal(probes, 1, 'the first snapshot, taken before listening');
+    const r = await fetch(`${base}/refresh`);
+    assert.equal(r.status, 204);
+    assert.equal(await r.text(), '');
+    await new Promise((res) => setTimeout(res, 20));
+    assert.equal(probes, 2);
+    assert.equal((await fetch(`${base}/refresh`, { method: 'POST' })).status, 405);
+    assert.equal(probes, 2);
+  });
 });

@@ -165,6 +165,7 @@ describe('planSwitchoverDemote', () => {
       'write-fence-file',
       'stop-postgresql',
       'wait-standby-replayed',
+      'refresh-own-health',
       'wait-own-health',
       'promote-standby',
     ]);
@@ -186,7 +187,7 @@ describe('planSwitchoverDemote', () => {
     const plan = planSwitchoverDemote(facts, d, cfg, NOW);
     assert.deepEqual(
       plan.steps.filter((s) => !s.done).map((s) => s.id),
-      ['wait-standby-replayed', 'wait-own-health', 'promote-standby'],
+      ['wait-standby-replayed', 'refresh-own-health', 'wait-own-health', 'promote-standby'],
     );
   });
 });

@@ -57,6 +57,13 @@ export function planFailover(input: FailoverPlanInput): Plan {
     // can live before its refresh, then the failover goes on).
     if (!alreadyReadOnly && !promoted) {
       fenceSteps.push({
+        kind: 'action',
+        id: 'refresh-old-master-health',
+        title: `ask ${peer}'s health endpoint for a new snapshot (it sees the fence now)`,
+        action: 'refresh-health',
+        args: { on: 'peer' },
+      });
+      fenceSteps.push({
         kind: 'wait',
         id: 'wait-old-master-health',
         title: `wait until ${peer}'s health endpoint has seen the fence (no 200 on /primary)`,
@@ -140,6 +147,15 @@ export function planFailover(input: FailoverPlanInput): Plan {
     until: { name: 'local-writable' },
     timeoutMs: config.failover.promoteTimeoutMs,
     intervalMs: 50,
+  });
+  // HAProxy routes to this node once its health endpoint answers 200 on /primary: ask for that snapshot
+  // now rather than at the next refresh (up to health.refreshMs later).
+  steps.push({
+    kind: 'action',
+    id: 'refresh-health',
+    title: "ask this node's health endpoint for a new snapshot (HAProxy sees the new primary sooner)",
+    action: 'refresh-health',
+    args: { on: 'local' },
   });
   if (!fenceFirst) {
     steps.push(...fenceSteps);

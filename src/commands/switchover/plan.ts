@@ -205,6 +205,13 @@ export function planSwitchoverDemote(
     // This node's health endpoint answers from a snapshot up to health.refreshMs old: the standby must not
     // answer 200 on /primary while this one still does (bounded; at the end the switchover goes on).
     steps.push({
+      kind: 'action',
+      id: 'refresh-own-health',
+      title: "ask this node's health endpoint for a new snapshot (it sees the stop now)",
+      action: 'refresh-health',
+      args: { on: 'local' },
+    });
+    steps.push({
       kind: 'wait',
       id: 'wait-own-health',
       title: "wait until this node's health endpoint has seen the stop (no 200 on /primary)",

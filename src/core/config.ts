@@ -216,8 +216,13 @@ const schema = z.strictObject({
     .prefault({}),
   monitor: z
     .strictObject({
-      /** How often the monitor samples the local server (and starts a probe of the peer). */
+      /** How often the monitor samples the local server. */
       loopMs: z.number().int().min(20).max(10_000).default(200),
+      /**
+       * How often it asks the peer for its role and timeline (a TCP connection with SCRAM each time, so not
+       * every loop); a superseded old primary sees the newer timeline within about this long.
+       */
+      peerIntervalMs: z.number().int().min(20).max(60_000).default(1000),
       /** The longest a commit may wait for the synchronous standby before the primary goes asynchronous. */
       degradeAfterMs: z.number().int().min(100).default(1000),
       /** Timeout of each local query; a query that takes longer counts as "no answer". */

@@ -244,6 +244,7 @@ export async function runMonitor(ctx: CommandContext, options: MonitorOptions = 
   let peer: PeerSample | undefined;
   let peerInFlight = false;
   let peerStop = false;
+  let peerStartedAt = Number.NEGATIVE_INFINITY;
   let lastReason = '';
   let lastError = '';
   let loops = 0;
@@ -257,10 +258,12 @@ export async function runMonitor(ctx: CommandContext, options: MonitorOptions = 
     },
   );
   const startPeerProbe = (): void => {
-    if (peerInFlight || peerStop) {
+    const now = ports.clock.now();
+    if (peerInFlight || peerStop || now - peerStartedAt < config.monitor.peerIntervalMs) {
       return;
     }
     peerInFlight = true;
+    peerStartedAt = now;
     void probePeer(ctx)
       .then((p) => {
         peer = p;

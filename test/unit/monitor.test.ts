@@ -374,6 +374,35 @@ describe('monitor: probes never block', () => {
   });
 });
 
+describe('monitor: the peer probe', () => {
+  test('runs every monitor.peerIntervalMs, not every loop (each one is a TCP connection with SCRAM)', async () => {
+    const { ctx, pg } = commandContext({ config: syncCfg });
+    await ctx.secrets.write('replication', 'secret');
+    pg.answer(
+      /oldest_sync_rep_wait_ms/,
+      [
+        {
+          in_recovery: true,
+          read_only: false,
+          synchronous_standby_names: '',
+          timeline: 1,
+          current_lsn: null,
+          oldest_sync_rep_wait_ms: null,
+          standby: null,
+          now_ms: NOW,
+        },
+      ],
+      'local',
+    );
+    pg.answer(/pg_is_in_recovery/, [{ in_recovery: false, read_only: false, timeline: 1 }], 'peer');
+    // 11 loops of 200 ms on the fixed clock: 0 .. 2000 ms
+    await runMonitor(ctx, { maxLoops: 11 });
+    assert.equal(syncCfg.monitor.loopMs, 200);
+    assert.equal(syncCfg.monitor.peerIntervalMs, 1000);
+    assert.equal(pg.calls.filter((c) => c.method === 'queryPeer').length, 3);
+  });
+});
+
 describe('monitor: a failing action', () => {
   test('is tried again every loop and reported once', async () => {
     const { ctx, pg, reporter } = commandContext({ config: syncCfg });

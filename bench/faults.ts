@@ -12,13 +12,9 @@
  * Needs root and a built CLI (`npm run build`). Nothing here asserts; a scenario that cannot complete
  * is counted in "failed" and the script exits 1 after the table.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { downSandbox } from '../test/sandbox/index.js';
 import { SCENARIOS, preparePair, runScenario } from '../test/faults/lib.js';
-import { loadLine, machineLine } from './lib.js';
+import { loadLine, machineLine, withSandboxDir } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -58,21 +54,7 @@ const table = new Map<string, Row>();
 let failures = 0;
 for (const sync of modes) {
   const mode = sync ? 'sync' : 'async';
-  const dir = await mkdtemp(join(tmpdir(), `chef-ha-bench-faults-${mode}-`));
-  const teardown = async (): Promise<void> => {
-    await downSandbox(dir);
-    await rm(dir, { recursive: true, force: true });
-  };
-  const onSignal = (): void => {
-    process.stderr.write(`\ninterrupted: tearing down ${dir}\n`);
-    teardown().then(
-      () => process.exit(130),
-      () => process.exit(130),
-    );
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  try {
+  await withSandboxDir(`chef-ha-bench-faults-${mode}-`, async (dir) => {
     const pair = await preparePair(dir, sync);
     rounds: for (let run = 1; run <= runs; run++) {
       for (const [i, sc] of SCENARIOS.entries()) {
@@ -108,11 +90,7 @@ for (const sync of modes) {
         }
       }
     }
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    await teardown();
-  }
+  });
 }
 
 const header = ['mode  scenario', 'runs', 'failed', 'acks', 'lost', 'fenced', 'double-200', 'samples'];

@@ -332,15 +332,19 @@ export async function machineLine(): Promise<string> {
  * Builds a two-node streaming sandbox in a fresh temporary directory, runs fn, and always tears the
  * sandbox down (and removes the directory unless keep). Ctrl-C and SIGTERM tear it down too.
  */
-export async function withSandbox<T>(
+/**
+ * A fresh temporary directory for a sandbox, torn down afterwards (`down`, then removed unless keep),
+ * also on Ctrl-C or SIGTERM.
+ */
+export async function withSandboxDir<T>(
   prefix: string,
-  opts: { keep?: boolean; mode?: 'streaming' | 'londiste'; sync?: boolean },
-  fn: (sb: SandboxInfo, dir: string) => Promise<T>,
+  fn: (dir: string) => Promise<T>,
+  keep = false,
 ): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   const teardown = async (): Promise<void> => {
     await downSandbox(dir);
-    if (!opts.keep) {
+    if (!keep) {
       await rm(dir, { recursive: true, force: true });
     }
   };
@@ -354,16 +358,30 @@ export async function withSandbox<T>(
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    const sb = await upSandbox(dir, { nodes: 2, mode: opts.mode ?? 'streaming', sync: opts.sync ?? false });
-    return await fn(sb, dir);
+    return await fn(dir);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     await teardown();
-    if (opts.keep) {
+    if (keep) {
       process.stderr.write(`kept ${dir} (sandbox is down)\n`);
     }
   }
+}
+
+export async function withSandbox<T>(
+  prefix: string,
+  opts: { keep?: boolean; mode?: 'streaming' | 'londiste'; sync?: boolean },
+  fn: (sb: SandboxInfo, dir: string) => Promise<T>,
+): Promise<T> {
+  return withSandboxDir(
+    prefix,
+    async (dir) => {
+      const sb = await upSandbox(dir, { nodes: 2, mode: opts.mode ?? 'streaming', sync: opts.sync ?? false });
+      return fn(sb, dir);
+    },
+    opts.keep === true,
+  );
 }
 
 /** The two nodes of a sandbox. */

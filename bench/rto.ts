@@ -11,14 +11,10 @@
  * HAProxy. Then `rejoin` on the old master, so that the roles alternate from run to run. Prints each run
  * and the median and p95 (target: median <= 1.5 s). Nothing here asserts.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { downSandbox } from '../test/sandbox/index.js';
 import { Writer, preparePair, rejoin, type Pair } from '../test/faults/lib.js';
 import { postmasterPid, runCli } from '../test/e2e/helpers.js';
-import { loadLine, machineLine, median, seconds, waitForQuiet } from './lib.js';
+import { loadLine, machineLine, median, seconds, waitForQuiet, withSandboxDir } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -93,22 +89,8 @@ async function oneRun(pair: Pair, run: number): Promise<RunRow> {
 }
 
 console.log(await machineLine());
-const dir = await mkdtemp(join(tmpdir(), 'chef-ha-bench-rto-'));
-const teardown = async (): Promise<void> => {
-  await downSandbox(dir);
-  await rm(dir, { recursive: true, force: true });
-};
-const onSignal = (): void => {
-  process.stderr.write(`\ninterrupted: tearing down ${dir}\n`);
-  teardown().then(
-    () => process.exit(130),
-    () => process.exit(130),
-  );
-};
-process.once('SIGINT', onSignal);
-process.once('SIGTERM', onSignal);
 const rows: RunRow[] = [];
-try {
+await withSandboxDir('chef-ha-bench-rto-', async (dir) => {
   const pair = await preparePair(dir, sync);
   console.log(`${values.mode} streaming, HAProxy on the proxy host, operator runs failover at once`);
   console.log(
@@ -124,9 +106,7 @@ try {
     );
     await rejoin(pair, old, next);
   }
-} finally {
-  await teardown();
-}
+});
 const rto = rows.map((r) => r.rtoMs);
 console.log(
   `RTO over ${rows.length} runs: median ${seconds(median(rto))}, p95 ${seconds(p95(rto))}, max ${seconds(Math.max(...rto))} (target: median <= 1.5 s)`,

@@ -84,7 +84,9 @@ for (const sync of modes) {
         } catch (error) {
           row.failed += 1;
           failures += 1;
-          console.log(`${mode} run ${run} ${sc.name}: FAILED to complete: ${String(error).split('\n')[0]}`);
+          console.log(
+            `${mode} run ${run} ${sc.name}: FAILED to complete: ${String(error).split('\n').slice(0, 30).join('\n  ')}`,
+          );
           // the pair is in an unknown state: the rest of this mode's rounds would measure nothing
           break rounds;
         }

@@ -390,7 +390,14 @@ export async function operatorFailover(node: SandboxNode): Promise<{ plain: CliR
 /** `chef-ha-ctl rejoin` on the old master; then the pair streams again with the roles swapped. */
 export async function rejoin(pair: Pair, oldMaster: SandboxNode, newMaster: SandboxNode): Promise<void> {
   // the old master's PostgreSQL may be down (crashed) or up and fenced: rejoin handles both
-  const r = await runCli(oldMaster, ['rejoin'], { timeoutMs: 600_000 });
+  let r = await runCli(oldMaster, ['rejoin'], { timeoutMs: 600_000 });
+  // Right after a partition heals, the first connection to the new primary can still be lost (a SYN
+  // dropped while the link came back, retried by the kernel only after 1 s): rejoin then refuses, safely,
+  // because it cannot see the new primary. An operator runs it again; so does this helper, twice at most.
+  for (let i = 0; i < 2 && r.code === 4 && /does not answer|cannot reach/.test(r.stderr); i++) {
+    await new Promise((res) => setTimeout(res, 2000));
+    r = await runCli(oldMaster, ['rejoin'], { timeoutMs: 600_000 });
+  }
   if (r.code !== 0) {
     throw new Error(`rejoin on ${oldMaster.name} exited ${r.code}:\n${r.stdout}\n${r.stderr}`);
   }

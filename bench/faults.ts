@@ -1,7 +1,7 @@
 /**
  * Benchmark: the fault suite repeated.
  *
- *   npx tsx bench/faults.ts [--runs 10] [--mode sync|async|both]
+ *   npx tsx bench/faults.ts [--runs 10] [--mode sync|async|both] [--scenario NAME]
  *
  * For each mode, one netns sandbox with a proxy host (test/faults/lib.ts: preparePair), then `--runs`
  * rounds of every scenario of the fault suite (the same code as test/faults/faults.test.ts), each with
@@ -20,6 +20,7 @@ const { values } = parseArgs({
   options: {
     runs: { type: 'string', default: '10' },
     mode: { type: 'string', default: 'both' },
+    scenario: { type: 'string' },
   },
 });
 const runs = Number(values.runs);
@@ -58,6 +59,9 @@ for (const sync of modes) {
     const pair = await preparePair(dir, sync);
     rounds: for (let run = 1; run <= runs; run++) {
       for (const [i, sc] of SCENARIOS.entries()) {
+        if (values.scenario !== undefined && sc.name !== values.scenario) {
+          continue;
+        }
         const key = `${mode}  ${sc.name}`;
         const row = table.get(key) ?? {
           runs: 0,

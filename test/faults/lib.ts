@@ -395,6 +395,9 @@ export async function rejoin(pair: Pair, oldMaster: SandboxNode, newMaster: Sand
   // dropped while the link came back, retried by the kernel only after 1 s): rejoin then refuses, safely,
   // because it cannot see the new primary. An operator runs it again; so does this helper, twice at most.
   for (let i = 0; i < 2 && r.code === 4 && /does not answer|cannot reach/.test(r.stderr); i++) {
+    console.error(
+      `rejoin on ${oldMaster.name} refused (${r.stderr.trim().split('\n').slice(0, 3).join(' | ')}): running it again in 2 s`,
+    );
     await new Promise((res) => setTimeout(res, 2000));
     r = await runCli(oldMaster, ['rejoin'], { timeoutMs: 600_000 });
   }

@@ -155,6 +155,13 @@ interface LockRecord {
  * A lock left by a dead process is taken over.
  * @throws RefusedError when another live chef-ha-ctl holds the lock.
  */
+/** How long a command waits for the monitor's or the guard's short action to release the lock. */
+export const AUTOMATIC_LOCK_WAIT_MS = 15_000;
+
+function isAutomatic(command: string): boolean {
+  return command === 'guard' || command.startsWith('monitor');
+}
+
 export async function withLock<T>(ctx: CommandContext, command: string, fn: () => Promise<T>): Promise<T> {
   if (ctx.options.dryRun) {
     // A dry run changes nothing, so it neither needs the lock nor may create the state directory.
@@ -168,6 +175,9 @@ export async function withLock<T>(ctx: CommandContext, command: string, fn: () =
     command,
     started: new Date(ctx.ports.clock.now()).toISOString(),
   };
+  // The monitor and the guard hold the lock only for a short automatic action (a fence, a degrade): a
+  // command that meets one of them waits for it instead of refusing the operator.
+  const waitUntil = ctx.ports.clock.now() + AUTOMATIC_LOCK_WAIT_MS;
   for (let attempt = 0; attempt < 2; attempt += 1) {
     if (await files.createExclusive(lockPath, JSON.stringify(record), 0o600)) {
       try {
@@ -193,6 +203,17 @@ export async function withLock<T>(ctx: CommandContext, command: string, fn: () =
           'wait a moment and run the command again',
         );
       }
+    }
+    if (
+      holder &&
+      proc.isAlive(holder.pid) &&
+      holder.pid !== proc.pid &&
+      isAutomatic(holder.command) &&
+      ctx.ports.clock.now() < waitUntil
+    ) {
+      await ctx.ports.clock.sleep(100, ctx.signal);
+      attempt -= 1;
+      continue;
     }
     if (holder && proc.isAlive(holder.pid) && holder.pid !== proc.pid) {
       throw new RefusedError(

@@ -859,6 +859,33 @@ describe('withLock', () => {
     assert.equal(f.files.text(LOCK), lockRecord(4242), "the holder's lock is left alone");
   });
 
+  test("waits for the monitor's short action (a fence) to release the lock instead of refusing", async () => {
+    const f = commandContext();
+    f.files.seed(LOCK, lockRecord(4242, 'monitor (fence)'), 0o600);
+    f.proc.alive.add(4242);
+    // the monitor finishes after 5 polls
+    const sleep = f.clock.sleep.bind(f.clock);
+    f.clock.sleep = async (ms, signal) => {
+      await sleep(ms, signal);
+      if (f.clock.sleeps.length === 5) {
+        await f.files.remove(LOCK);
+      }
+    };
+    assert.equal(await withLock(f.ctx, 'rejoin', () => Promise.resolve('ran')), 'ran');
+    assert.deepEqual(f.clock.sleeps, [100, 100, 100, 100, 100]);
+  });
+
+  test('refuses once the monitor has held the lock for longer than the wait', async () => {
+    const f = commandContext();
+    f.files.seed(LOCK, lockRecord(4242, 'monitor (fence)'), 0o600);
+    f.proc.alive.add(4242);
+    await assert.rejects(
+      withLock(f.ctx, 'rejoin', () => Promise.resolve()),
+      /holds the lock \(pid 4242, monitor \(fence\)/,
+    );
+    assert.equal(f.clock.sleeps.length, 150);
+  });
+
   test('refuses a second chef-ha-ctl (another pid) while the first holds the lock', async () => {
     const first = commandContext();
     const second = commandContext({ files: first.files, proc: new FakeProcess(4200) });

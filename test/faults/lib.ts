@@ -37,6 +37,7 @@ import {
   upSandbox,
   type SandboxInfo,
   type SandboxNode,
+  type UpOptions,
 } from '../sandbox/index.js';
 import { nodePaths } from '../sandbox/paths.js';
 import { startNodePostgres } from '../sandbox/postgres.js';
@@ -269,8 +270,8 @@ export async function check(
 }
 
 /** Builds the pair with the proxy, the writer's SQL path and the services; the proxy routes to chef-a. */
-export async function preparePair(dir: string, sync: boolean): Promise<Pair> {
-  const sb = await upSandbox(dir, { nodes: 2, net: 'netns', proxy: true, mode: 'streaming', sync });
+export async function preparePair(dir: string, sync: boolean, more: UpOptions = {}): Promise<Pair> {
+  const sb = await upSandbox(dir, { nodes: 2, net: 'netns', proxy: true, mode: 'streaming', sync, ...more });
   const [a, b] = sb.nodes as [SandboxNode, SandboxNode];
   const m = await runCli(a, ['setup-master']);
   if (m.code !== 0) {

@@ -8,6 +8,7 @@
  * executor): promote, fence the old primary through HAProxy's runtime API and over ssh as configured,
  * restart erchef, reindex. The key is renewed while it runs.
  */
+import * as path from 'node:path';
 import type { CommandContext } from '../core/context.js';
 import { withLock } from '../core/context.js';
 import { RefusedError, describeError } from '../core/errors.js';
@@ -139,10 +140,18 @@ export class AutoFailover {
     );
   }
 
+  /** Says why it acts or does not, once each time the kind of reason changes (numbers aside). */
   private say(reason: string): void {
-    if (reason !== this.lastReason) {
+    const kind = reason.replace(/[0-9][0-9.:TZ-]*/g, '#');
+    if (kind !== this.lastReason) {
+      this.ctx.reporter.event(`monitor: leader: ${reason}`, {
+        event: 'leader',
+        node: this.ctx.config.node.name,
+        reason,
+      });
+      this.lastReason = kind;
+    } else {
       this.ctx.reporter.log(`monitor: leader: ${reason}`);
-      this.lastReason = reason;
     }
   }
 
@@ -206,6 +215,14 @@ export class AutoFailover {
         last.currentLsn !== null &&
         lsnDiff(last.currentLsn, last.standby.flushLsn) <= config.failover.maxLagBytes;
     if (!eligible) {
+      return undefined;
+    }
+    // A hung server is not a crashed one: only when no postmaster process is alive.
+    const pidText = await this.ctx.ports.files
+      .readTextIfExists(path.join(config.postgres.dataDir, 'postmaster.pid'))
+      .catch(() => undefined);
+    const pid = Number(pidText?.split('\n')[0]);
+    if (Number.isInteger(pid) && pid > 0 && this.ctx.ports.proc.isAlive(pid)) {
       return undefined;
     }
     const facts = await gatherFenceFacts(this.ctx).catch(() => undefined);
@@ -283,7 +300,7 @@ export class AutoFailover {
         await this.renew(now);
         return;
       case 'acquire':
-        await this.acquire(d.expectedTerm, now);
+        await this.acquire(d.expectedTerm, d.keepTerm, now);
         return;
       case 'takeover':
         if (now - this.takeoverRefusedAt >= 5 * this.ctx.config.failover.loopMs) {
@@ -333,9 +350,9 @@ export class AutoFailover {
     }
   }
 
-  private async acquire(expectedTerm: number, sentAt: number): Promise<void> {
+  private async acquire(expectedTerm: number, keepTerm: boolean, sentAt: number): Promise<void> {
     try {
-      const h = await this.dcs.acquire(expectedTerm, this.record(this.local));
+      const h = await this.dcs.acquire(expectedTerm, this.record(this.local), keepTerm);
       if (h) {
         this.holding = { ...h, renewedAt: sentAt };
         this.noteAcquired(h, this.record(this.local));

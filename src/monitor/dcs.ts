@@ -6,8 +6,10 @@
  *   leader        JSON LeaderRecord, attached to a lease of failover.ttlMs; created only by a
  *                 transaction that requires it absent (createRevision == 0), never overwritten by
  *                 another node; renewed by keepalive of its lease plus a put guarded by the lease id
- *   term          a counter: every acquisition of the leader key writes term+1 in the same transaction,
- *                 guarded by the term's value read before (so two racing nodes cannot both win)
+ *   term          a counter: every takeover (an acquisition by another node than the last holder, or
+ *                 the first) writes term+1 in the same transaction as the leader key, guarded by the
+ *                 term's value read before (so two racing nodes cannot both win); the last holder taking
+ *                 its own expired key again keeps the term, under the same guard
  *   last-leader   the leader record as last written by its holder, without a lease: what a standby reads
  *                 once the leader key has expired (was it synchronous at the last renewal, which LSN)
  *   paused        present: automatic actions are paused cluster-wide (`chef-ha-ctl pause`)
@@ -48,9 +50,14 @@ export interface Dcs {
   read(): Promise<DcsView>;
   /**
    * Creates the leader key under a new lease if it is absent and the term is still expectedTerm; writes
-   * term+1. Resolves undefined when another node won (or the term moved on).
+   * term+1 (a takeover, or the first holder), or keeps the term when `keepTerm` (the last holder taking
+   * its own key again). Resolves undefined when another node won (or the term moved on).
    */
-  acquire(expectedTerm: number, record: Omit<LeaderRecord, 'term'>): Promise<Holding | undefined>;
+  acquire(
+    expectedTerm: number,
+    record: Omit<LeaderRecord, 'term'>,
+    keepTerm?: boolean,
+  ): Promise<Holding | undefined>;
   /** Keepalive of the lease, then the record; false when the lease is gone or the key is not ours. */
   renew(holding: Holding, record: Omit<LeaderRecord, 'term'>): Promise<boolean>;
   /** Revokes the lease (the key goes at once) after writing last-leader with released: true. */
@@ -110,12 +117,25 @@ function deadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 /** Connects the etcd3 client (lazily imported). Nothing is sent until the first call. */
 export async function openEtcdDcs(config: Config): Promise<Dcs> {
-  const { Etcd3 } = await import('etcd3');
+  const [{ Etcd3, isRecoverableError }, { noop, retry, handleWhen }] = await Promise.all([
+    import('etcd3'),
+    import('cockatiel'),
+  ]);
   const e = config.dcs.etcd;
   const client = new Etcd3({
     hosts: [...e.endpoints],
     dialTimeout: e.dialTimeoutMs,
     defaultCallOptions: (c) => (c.isStream ? {} : { deadline: Date.now() + e.requestTimeoutMs }),
+    // No circuit breaker (the client's default stops calling a member for 5 s after three failures,
+    // which would hold renewals back after a cut heals); a failed call moves on to the next member,
+    // and the monitor's loop is the retry.
+    faultHandling: {
+      host: () => noop,
+      global:
+        e.endpoints.length > 1
+          ? retry(handleWhen(isRecoverableError), { maxAttempts: e.endpoints.length - 1 })
+          : noop,
+    },
   });
   const keys = dcsKeys(config);
   const ttlS = Math.round(config.failover.ttlMs / 1000);
@@ -158,11 +178,11 @@ export async function openEtcdDcs(config: Config): Promise<Dcs> {
         paused,
       };
     },
-    async acquire(expectedTerm, record) {
+    async acquire(expectedTerm, record, keepTerm = false) {
       const lease = client.lease(ttlS, { autoKeepAlive: false });
       lease.on('lost', () => undefined);
       const leaseId = await deadline(lease.grant(), t, 'a lease grant');
-      const term = expectedTerm + 1;
+      const term = keepTerm && expectedTerm > 0 ? expectedTerm : expectedTerm + 1;
       const txn =
         expectedTerm === 0
           ? client.if(keys.leader, 'Create', '==', 0).and(keys.term, 'Create', '==', 0)

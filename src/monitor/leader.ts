@@ -40,7 +40,13 @@ export interface LeaderInput {
 
 export type LeaderAction =
   | { readonly action: 'none'; readonly reason: string }
-  | { readonly action: 'acquire'; readonly expectedTerm: number; readonly reason: string }
+  | {
+      readonly action: 'acquire';
+      readonly expectedTerm: number;
+      /** This node was the last holder: it takes its own key again without a new term. */
+      readonly keepTerm: boolean;
+      readonly reason: string;
+    }
   | { readonly action: 'renew'; readonly reason: string }
   | { readonly action: 'fence'; readonly reason: string }
   | {
@@ -99,10 +105,12 @@ export function decideLeader(input: LeaderInput, config: Config): LeaderAction {
             reason: `the term is ${view.term}, not ${holding.term} as ${me} held it: ${me} is a superseded primary`,
           };
         }
+        const keepTerm = view.term > 0 && view.lastLeader?.node === me;
         return {
           action: 'acquire',
           expectedTerm: view.term,
-          reason: holding
+          keepTerm,
+          reason: keepTerm
             ? `${me}'s lease expired and nobody took the key: taking it again (term ${view.term})`
             : `no leader key: ${me} is the writable primary and takes it (term ${view.term + 1})`,
         };
@@ -170,6 +178,13 @@ export function decideLeader(input: LeaderInput, config: Config): LeaderAction {
       expectedTerm: view.term,
       lastLeader: last,
       reason: `the leader key is gone (${last ? `${last.node}'s last renewal ${last.renewedAt}${released ? ', released after it fenced itself' : ''}` : 'never held'})`,
+    };
+  }
+  if (holding && role === 'down' && !input.fenced && now >= ownDeadline(config, holding.renewedAt)) {
+    // Hung or stopped: the standby may take over once the lease ends, so no later start may be writable.
+    return {
+      action: 'fence',
+      reason: `${me}'s PostgreSQL has not answered since before the self-fence deadline (no renewal since ${ago(now, holding.renewedAt)}): fencing so that it never starts writable again`,
     };
   }
   if (holding) {

@@ -8,6 +8,9 @@
  *     fence, same term; the primary stays primary through the failsafe: its standby follows it);
  *   - the primary partitioned (from the standby, etcd and the proxy): the standby takes the key after the
  *     lease expired and promotes; the old primary fences itself; rejoin afterwards;
+ *   - paused (`chef-ha-ctl pause`), kill -9 of the primary's PostgreSQL: no takeover for longer than the
+ *     TTL (status explains: paused); after `resume` the standby takes over (the crashed primary fenced
+ *     itself and released the key); rejoin;
  *   - the primary's whole node frozen (SIGSTOP of every process in its namespace) for longer than the
  *     TTL: the standby takes over; the thawed old primary fences itself; rejoin.
  * Pass: zero acknowledged writes lost, no write acknowledged by the old primary after the new one took
@@ -18,9 +21,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { makeTempDir, inRecovery } from '../e2e/helpers.js';
+import { makeTempDir, inRecovery, runCli } from '../e2e/helpers.js';
 import { cutLink, downSandbox, healLink, healNode, partitionNode } from '../sandbox/index.js';
-import { Sampler, Writer, check, logsOf, rejoin, type Pair, type Transition } from './lib.js';
+import { Sampler, Writer, check, crashPostgres, logsOf, rejoin, type Pair, type Transition } from './lib.js';
 import { LeaseWatch, isFenced, monitorLines, openNodeDcs, prepareAutoPair, signalNode } from './etcd-lib.js';
 import type { Dcs } from '../../src/monitor/dcs.js';
 
@@ -181,6 +184,11 @@ describe('automatic failover with etcd, sync streaming', { timeout: 1_800_000 },
       assert.deepEqual(await monitorLines(p.master, /monitor: fencing/), [], 'no fencing on the primary');
       const failsafe = await monitorLines(p.master, /failsafe/);
       assert.ok(failsafe.length > 0, 'the primary stayed up through the failsafe and logged it');
+      const st = await runCli(p.standby, ['--json', 'status']);
+      const auto = (JSON.parse(st.stdout) as { automatic?: { leader: string | null; explain: string } })
+        .automatic;
+      assert.equal(auto?.leader, p.master.name, `status names the leader: ${st.stdout}`);
+      assert.match(auto?.explain ?? '', /holds the leader key/);
     }));
 
   test('primary partitioned from the standby and etcd: the standby takes over, the old primary fences itself', () =>
@@ -196,6 +204,33 @@ describe('automatic failover with etcd, sync streaming', { timeout: 1_800_000 },
       assert.ok(
         (await monitorLines(old, /monitor: fencing/)).length > 0,
         `${old.name}'s monitor fenced it (deadline or superseded)`,
+      );
+    }));
+
+  test('paused: kill -9 of the primary leads to no takeover until resume', () =>
+    guarded(async (p, d) => {
+      const old = p.master;
+      const next = p.standby;
+      await takeover(
+        p,
+        d,
+        'paused',
+        async () => {
+          const pause = await runCli(next, ['pause', '--reason', 'fault suite']);
+          assert.equal(pause.code, 0, pause.stderr);
+          await crashPostgres(old);
+          await sleep(FAULT_MS);
+          assert.equal(await inRecovery(next), true, `${next.name} was not promoted while paused`);
+          const st = await runCli(next, ['--json', 'status']);
+          const auto = (JSON.parse(st.stdout) as { automatic?: { paused: boolean; explain: string } })
+            .automatic;
+          assert.equal(auto?.paused, true, st.stdout);
+          assert.match(auto?.explain ?? '', /paused/);
+          assert.ok((await monitorLines(next, /paused/)).length > 0, `${next.name} logged why it waits`);
+          const resume = await runCli(next, ['resume']);
+          assert.equal(resume.code, 0, resume.stderr);
+        },
+        () => Promise.resolve(),
       );
     }));
 

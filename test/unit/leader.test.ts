@@ -97,7 +97,7 @@ describe('the primary and the leader key', () => {
     const d = decideLeader({ ...base, view: view({ leader: undefined, term: 4 }) }, auto);
     assert.equal(d.action, 'fence');
   });
-  test('its own lease expired and nobody took the key: take it again', () => {
+  test('its own lease expired and nobody took the key: take it again, keeping the term', () => {
     const d = decideLeader(
       {
         ...base,
@@ -107,6 +107,7 @@ describe('the primary and the leader key', () => {
       auto,
     );
     assert.equal(d.action, 'acquire');
+    assert.equal(d.action === 'acquire' && d.keepTerm, true);
   });
   test('etcd unreachable before the deadline: nothing yet, says when it fences', () => {
     const d = decideLeader(
@@ -143,6 +144,16 @@ describe('the primary and the leader key', () => {
     );
     assert.equal(d.action, 'none');
     assert.match(d.reason, /failsafe/);
+  });
+  test('a primary whose PostgreSQL stopped answering is fenced once its deadline passed', () => {
+    const renewedAt = NOW - 7000;
+    const d = decideLeader({ ...base, role: 'down', holding: { leaseId: '42', term: 3, renewedAt } }, auto);
+    assert.equal(d.action, 'fence');
+    const early = decideLeader(
+      { ...base, role: 'down', holding: { leaseId: '42', term: 3, renewedAt: NOW - 1000 } },
+      auto,
+    );
+    assert.equal(early.action, 'none');
   });
   test('the self-fence deadline comes 3.5 s before the lease can expire with the defaults', () => {
     assert.equal(ownDeadline(auto, 0), 6500);

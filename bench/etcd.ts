@@ -25,7 +25,13 @@ import {
   type Pair,
   type Transition,
 } from '../test/faults/lib.js';
-import { isFenced, prepareAutoPair, signalNode } from '../test/faults/etcd-lib.js';
+import {
+  isFenced,
+  monitorLines,
+  prepareAutoPair,
+  signalNode,
+  waitTakeoverDone,
+} from '../test/faults/etcd-lib.js';
 import { loadLine, machineLine, median, sleep } from './lib.js';
 
 const { values } = parseArgs({
@@ -87,6 +93,7 @@ async function takeover(
   const old = pair.master;
   const next = pair.standby;
   await writer.waitForAcks(4, old.name, RESUME_MS);
+  const doneBefore = (await monitorLines(next, /is the primary now/)).length;
   const from = writer.acks.length;
   const t0 = Date.now();
   transitions.push({ from: old.name, to: next.name, at: t0 });
@@ -110,6 +117,7 @@ async function takeover(
   }
   pair.master = next;
   pair.standby = old;
+  await waitTakeoverDone(next, doneBefore);
   await rejoin(pair, old, next);
   return rto;
 }

@@ -10,7 +10,8 @@
  */
 import * as path from 'node:path';
 import type { CommandContext } from '../core/context.js';
-import { withLock } from '../core/context.js';
+import type { PeerPgTarget } from '../ports/index.js';
+import { statePaths, withLock } from '../core/context.js';
 import { RefusedError, describeError } from '../core/errors.js';
 import { gatherFenceFacts, gatherPairFacts } from '../core/facts.js';
 import { executePlan } from '../core/execute.js';
@@ -46,6 +47,25 @@ function syncConfirmed(local: LocalSample | undefined): boolean {
     local.standby?.state === 'streaming' &&
     local.standby.syncState === 'sync'
   );
+}
+
+/** The context with peer queries bounded by monitor.peerTimeoutMs (connect and statement). */
+function withShortPeerTimeouts(ctx: CommandContext): CommandContext {
+  const base = ctx.ports.pg;
+  const ms = ctx.config.monitor.peerTimeoutMs;
+  const pg = Object.assign(Object.create(base) as typeof base, {
+    queryPeer: <T>(target: PeerPgTarget, sql: string, values?: readonly unknown[]): Promise<T[]> =>
+      base.queryPeer<T>(
+        {
+          ...target,
+          connectTimeoutMs: target.connectTimeoutMs ?? ms,
+          statementTimeoutMs: target.statementTimeoutMs ?? ms,
+        },
+        sql,
+        values,
+      ),
+  });
+  return { ...ctx, ports: { ...ctx.ports, pg } };
 }
 
 export class AutoFailover {
@@ -298,6 +318,22 @@ export class AutoFailover {
     switch (d.action) {
       case 'renew':
         await this.renew(now);
+        // A takeover interrupted after the promotion (a step failed, the monitor restarted) is finished
+        // with the same plan: `failover`'s marker says so, and decideFailover answers 'complete'.
+        if (
+          this.takeover === undefined &&
+          now - this.takeoverRefusedAt >= 5 * this.ctx.config.failover.loopMs &&
+          (await this.ctx.ports.files.exists(statePaths(this.ctx.config).failoverMarker).catch(() => false))
+        ) {
+          this.takeover = this.runTakeover({
+            action: 'takeover',
+            expectedTerm: this.holding?.term ?? 0,
+            lastLeader: undefined,
+            reason: 'a takeover was interrupted',
+          }).finally(() => {
+            this.takeover = undefined;
+          });
+        }
         return;
       case 'acquire':
         await this.acquire(d.expectedTerm, d.keepTerm, now);
@@ -375,7 +411,9 @@ export class AutoFailover {
       reporter.event(`monitor: leader: no takeover: ${reason}`, { event: 'no-takeover', node: me, reason });
     };
     try {
-      const facts = await gatherPairFacts(ctx);
+      // The peer is asked with the monitor's short peer timeout: a cut-off old primary must not hold
+      // the takeover for the default connect timeout.
+      const facts = await gatherPairFacts(withShortPeerTimeouts(ctx));
       const decision = decideFailover(facts, config, { force: false });
       if (decision.action === 'refuse') {
         refuse(decision.reason);
@@ -391,24 +429,33 @@ export class AutoFailover {
         refuse(eligible.reason);
         return;
       }
-      const sentAt = ctx.ports.clock.now();
-      const h = await this.dcs.acquire(d.expectedTerm, {
-        node: me,
-        timeline: server?.timeline ?? null,
-        lsn: received,
-        sync: false,
-        renewedAt: new Date(sentAt).toISOString(),
-      });
-      if (!h) {
-        refuse('another node took the leader key first');
-        return;
+      let h: Holding | undefined = this.holding;
+      if (decision.action === 'complete' && h) {
+        reporter.event(`monitor: leader: finishing the interrupted takeover (term ${h.term})`, {
+          event: 'takeover-resume',
+          node: me,
+          term: h.term,
+        });
+      } else {
+        const sentAt = ctx.ports.clock.now();
+        h = await this.dcs.acquire(d.expectedTerm, {
+          node: me,
+          timeline: server?.timeline ?? null,
+          lsn: received,
+          sync: false,
+          renewedAt: new Date(sentAt).toISOString(),
+        });
+        if (!h) {
+          refuse('another node took the leader key first');
+          return;
+        }
+        this.holding = { ...h, renewedAt: sentAt };
+        this.noteAcquired(h, { node: me, timeline: null, lsn: received, sync: false, renewedAt: '' });
+        reporter.event(
+          `monitor: leader: ${me} took the leader key (term ${h.term}): ${d.reason}; ${eligible.reason}; failing over`,
+          { event: 'takeover', node: me, term: h.term, reason: d.reason, eligibility: eligible.reason },
+        );
       }
-      this.holding = { ...h, renewedAt: sentAt };
-      this.noteAcquired(h, { node: me, timeline: null, lsn: received, sync: false, renewedAt: '' });
-      reporter.event(
-        `monitor: leader: ${me} took the leader key (term ${h.term}): ${d.reason}; ${eligible.reason}; failing over`,
-        { event: 'takeover', node: me, term: h.term, reason: d.reason, eligibility: eligible.reason },
-      );
       const rendered = renderManagedFiles(ctx, { role: 'primary' });
       const plan = planFailover({ facts, decision, config, primaryConf: rendered.chefHaConf });
       const started = ctx.ports.clock.now();

@@ -129,3 +129,20 @@ export async function monitorLines(node: SandboxNode, re: RegExp): Promise<strin
   const text = await readFile(join(node.root, 'var/log/chef-ha/monitor.log'), 'utf8').catch(() => '');
   return text.split('\n').filter((l) => re.test(l));
 }
+
+/**
+ * Waits until `node`'s monitor has logged `before + 1` finished takeovers ("is the primary now"): the
+ * whole failover plan ran (its ssh fence of the old primary too, which holds that node's lock).
+ */
+export async function waitTakeoverDone(
+  node: SandboxNode,
+  before: number,
+  timeoutMs = 180_000,
+): Promise<void> {
+  await waitFor(
+    `${node.name}'s takeover to finish`,
+    async () => (await monitorLines(node, /is the primary now/)).length > before,
+    timeoutMs,
+    250,
+  );
+}

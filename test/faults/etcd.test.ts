@@ -24,7 +24,15 @@ import { after, before, describe, test } from 'node:test';
 import { makeTempDir, inRecovery, runCli } from '../e2e/helpers.js';
 import { cutLink, downSandbox, healLink, healNode, partitionNode } from '../sandbox/index.js';
 import { Sampler, Writer, check, crashPostgres, logsOf, rejoin, type Pair, type Transition } from './lib.js';
-import { LeaseWatch, isFenced, monitorLines, openNodeDcs, prepareAutoPair, signalNode } from './etcd-lib.js';
+import {
+  LeaseWatch,
+  isFenced,
+  monitorLines,
+  openNodeDcs,
+  prepareAutoPair,
+  signalNode,
+  waitTakeoverDone,
+} from './etcd-lib.js';
 import type { Dcs } from '../../src/monitor/dcs.js';
 
 const RESUME_MS = 120_000;
@@ -80,6 +88,7 @@ async function takeover(
 ): Promise<void> {
   const old = pair.master;
   const next = pair.standby;
+  const doneBefore = (await monitorLines(next, /is the primary now/)).length;
   const watch = new LeaseWatch(dcs, next);
   watch.start();
   let r: Run | undefined;
@@ -115,7 +124,9 @@ async function takeover(
   await assertClean(pair, r, tag);
   const took = await monitorLines(next, /took the leader key/);
   assert.ok(took.length > 0, `${next.name}'s monitor logged its takeover`);
-  // the old primary comes back as the standby of the new one (roles already swapped in pair)
+  // the old primary comes back as the standby of the new one (roles already swapped in pair), once the
+  // takeover's plan has finished (its ssh fence holds the old primary's lock)
+  await waitTakeoverDone(next, doneBefore);
   await rejoin(pair, old, next);
   pair.master = next;
   pair.standby = old;

@@ -13,6 +13,7 @@ import { parseLeaderRecord } from '../../src/monitor/dcs.js';
 import { evaluateAutomatic } from '../../src/commands/check/index.js';
 import { formatAuto } from '../../src/commands/status/index.js';
 import { parseConfig } from '../../src/core/config.js';
+import { decideGuard } from '../../src/monitor/guard.js';
 import { config as buildConfig, rawConfig, MiB } from '../fakes/config.js';
 
 const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
@@ -314,5 +315,23 @@ describe('status explain line', () => {
   });
   test('MiB helper sanity for maxLagBytes default', () => {
     assert.equal(auto.failover.maxLagBytes, 16 * MiB);
+  });
+});
+
+describe('the pre-start guard with automatic failover', () => {
+  const facts = {
+    fence: { running: false, inRecovery: undefined, standbySignal: false, recoveryConf: false },
+    startsReadOnly: false,
+    checkpointTimeline: 1,
+    peer: undefined,
+  };
+  test('another node holds the leader key: the returning old primary starts fenced', () => {
+    const d = decideGuard({ ...facts, leader: 'db2' }, auto);
+    assert.equal(d.action, 'fence');
+    assert.match(d.reason, /db2 holds the leader key/);
+  });
+  test('it holds the key itself, or nobody does: allowed as before', () => {
+    assert.equal(decideGuard({ ...facts, leader: 'db1' }, auto).action, 'allow');
+    assert.equal(decideGuard({ ...facts, leader: null }, auto).action, 'allow');
   });
 });

@@ -260,16 +260,17 @@ export class AutoFailover {
       return;
     }
     try {
-      await this.dcs.release(h, {
+      const released = await this.dcs.release(h, {
         ...this.record(this.lastPrimarySample),
         sync: syncConfirmed(this.lastPrimarySample),
       });
       this.holding = undefined;
-      this.ctx.reporter.event(`monitor: leader: released the leader key (term ${h.term}) after fencing`, {
-        event: 'release',
-        node: this.ctx.config.node.name,
-        term: h.term,
-      });
+      this.ctx.reporter.event(
+        released
+          ? `monitor: leader: released the leader key (term ${h.term}) after fencing`
+          : `monitor: leader: the leader key of term ${h.term} was no longer this node's (expired or taken): nothing to release`,
+        { event: released ? 'release' : 'release-none', node: this.ctx.config.node.name, term: h.term },
+      );
     } catch (error) {
       this.fail('could not release the leader key (it expires with its lease)', error);
     }

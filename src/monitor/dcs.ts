@@ -60,8 +60,11 @@ export interface Dcs {
   ): Promise<Holding | undefined>;
   /** Keepalive of the lease, then the record; false when the lease is gone or the key is not ours. */
   renew(holding: Holding, record: Omit<LeaderRecord, 'term'>): Promise<boolean>;
-  /** Revokes the lease (the key goes at once) after writing last-leader with released: true. */
-  release(holding: Holding, record: Omit<LeaderRecord, 'term'>): Promise<void>;
+  /**
+   * Revokes the lease (the key goes at once) after writing last-leader with released: true; false when
+   * the key was no longer this lease's (expired or taken): nothing is written then.
+   */
+  release(holding: Holding, record: Omit<LeaderRecord, 'term'>): Promise<boolean>;
   setPaused(paused: { at: string; by: string; reason: string } | undefined): Promise<void>;
   close(): void;
 }
@@ -240,7 +243,7 @@ export async function openEtcdDcs(config: Config): Promise<Dcs> {
       return r.succeeded;
     },
     async release(holding, record) {
-      await deadline(
+      const r = await deadline(
         client
           .if(keys.leader, 'Lease', '==', holding.leaseId)
           .then(client.put(keys.lastLeader).value(value(holding.term, record, true)))
@@ -250,11 +253,16 @@ export async function openEtcdDcs(config: Config): Promise<Dcs> {
       );
       const lease = leases.get(holding.leaseId);
       leases.delete(holding.leaseId);
+      if (!r.succeeded) {
+        lease?.removeAllListeners();
+        return false;
+      }
       if (lease) {
         await deadline(lease.revoke(), t, 'the lease revocation');
       } else {
         await deadline(client.leaseClient.leaseRevoke({ ID: holding.leaseId }), t, 'the lease revocation');
       }
+      return true;
     },
     async setPaused(paused) {
       if (paused === undefined) {

@@ -126,7 +126,8 @@ describe('etcd (real, one member) as the store of automatic failover', { timeout
     assert.ok(h2, 'db2 takes the expired key');
     assert.equal(h2.term, 2);
     assert.equal(await dcs.acquire(1, rec('db1')), undefined, 'db1 cannot take it back with its old term');
-    await other.release(h2, rec('db2'));
+    assert.equal(await dcs.release(h, rec('db1')), false, 'an expired lease releases nothing');
+    assert.equal(await other.release(h2, rec('db2')), true, 'the holder releases its key');
     const released = await dcs.read();
     assert.equal(released.leader, undefined, 'released: the key is gone at once');
     assert.equal(released.lastLeader?.released, true);

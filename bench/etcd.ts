@@ -133,6 +133,7 @@ async function main(): Promise<void> {
     writer.start();
     sampler.start();
     const rtos: Record<string, number[]> = { 'kill -9': [], partition: [] };
+    const unexpected: string[] = [];
     try {
       if (randomMinutes === undefined) {
         for (let i = 0; i < runs; i++) {
@@ -150,11 +151,27 @@ async function main(): Promise<void> {
           const fault = faults[Math.floor(Math.random() * faults.length)] ?? 'kill -9';
           n += 1;
           if (fault === 'etcd cut') {
+            const old = pair.master;
+            const next = pair.standby;
+            const doneBefore = (await monitorLines(next, /is the primary now/)).length;
             const heal = await inject(pair, fault);
             await sleep(15_000);
             await heal?.();
-            await writer.waitForAcks(4, pair.master.name, RESUME_MS);
-            console.log(`fault ${n} ${fault}: no takeover expected; writes resumed on ${pair.master.name}`);
+            await sleep(5_000);
+            if (isFenced(old)) {
+              // not expected: the primary fenced itself (its failsafe did not see the standby in time);
+              // the standby takes over once etcd answers again
+              unexpected.push(`fault ${n} etcd cut: ${old.name} fenced itself`);
+              transitions.push({ from: old.name, to: next.name, at: Date.now() });
+              pair.master = next;
+              pair.standby = old;
+              await waitTakeoverDone(next, doneBefore);
+              await rejoin(pair, old, next);
+              console.log(`fault ${n} ${fault}: ${old.name} FENCED ITSELF; ${next.name} took over`);
+            } else {
+              await writer.waitForAcks(4, pair.master.name, RESUME_MS);
+              console.log(`fault ${n} ${fault}: no takeover; writes resumed on ${pair.master.name}`);
+            }
           } else {
             const rto = await takeover(pair, writer, fault, transitions);
             console.log(`fault ${n} ${fault}: RTO ${s(rto)} (${loadLine()})`);
@@ -177,6 +194,9 @@ async function main(): Promise<void> {
     console.log(
       `checker: ${v.acks} acknowledged writes ${JSON.stringify(v.byNode)}, lost ${v.lost.length}, fenced-node writes ${v.fencedWrites.length}, double-200 samples ${sampler.double200} of ${sampler.samples}, unacknowledged attempts ${writer.failures}`,
     );
+    for (const u of unexpected) {
+      console.log(`unexpected: ${u}`);
+    }
     for (const l of v.lost.slice(0, 20)) {
       console.log(`  lost: ${l}`);
     }

@@ -256,15 +256,16 @@ export class AutoFailover {
   async afterFence(): Promise<void> {
     this.fenced = true;
     const h = this.holding;
+    const last = this.lastPrimarySample;
+    // Fenced until rejoin: nothing of this leadership may act later (a rejoin stops PostgreSQL, which
+    // must not read as a crashed primary), whether or not etcd takes the release now.
+    this.holding = undefined;
+    this.lastPrimarySample = undefined;
     if (!h || h.leaseId === 'lost') {
       return;
     }
     try {
-      const released = await this.dcs.release(h, {
-        ...this.record(this.lastPrimarySample),
-        sync: syncConfirmed(this.lastPrimarySample),
-      });
-      this.holding = undefined;
+      const released = await this.dcs.release(h, { ...this.record(last), sync: syncConfirmed(last) });
       this.ctx.reporter.event(
         released
           ? `monitor: leader: released the leader key (term ${h.term}) after fencing`

@@ -14,7 +14,7 @@
  * alternate. Needs root and a built CLI (`npm run build`).
  */
 import { parseArgs } from 'node:util';
-import { makeTempDir } from '../test/e2e/helpers.js';
+import { inRecovery, makeTempDir } from '../test/e2e/helpers.js';
 import { cutLink, downSandbox, healLink, healNode, partitionNode } from '../test/sandbox/index.js';
 import {
   Sampler,
@@ -134,6 +134,7 @@ async function main(): Promise<void> {
     sampler.start();
     const rtos: Record<string, number[]> = { 'kill -9': [], partition: [] };
     const unexpected: string[] = [];
+    let failure: unknown;
     try {
       if (randomMinutes === undefined) {
         for (let i = 0; i < runs; i++) {
@@ -179,9 +180,20 @@ async function main(): Promise<void> {
         }
       }
       await writer.waitForAcks(4, pair.master.name, RESUME_MS);
+    } catch (error) {
+      // the checker still runs on what was acknowledged so far
+      failure = error;
+      console.log(`run ended early: ${String(error)}`);
     } finally {
       await writer.stop();
       await sampler.stop();
+    }
+    if (failure !== undefined) {
+      for (const n of pair.sb.nodes) {
+        if (!(await inRecovery(n).catch(() => true))) {
+          pair.master = n;
+        }
+      }
     }
     const v = await check(pair.master, writer.acks, transitions);
     for (const [fault, xs] of Object.entries(rtos)) {
@@ -200,7 +212,7 @@ async function main(): Promise<void> {
     for (const l of v.lost.slice(0, 20)) {
       console.log(`  lost: ${l}`);
     }
-    if (v.lost.length > 0 || v.fencedWrites.length > 0 || sampler.double200 > 0) {
+    if (failure !== undefined || v.lost.length > 0 || v.fencedWrites.length > 0 || sampler.double200 > 0) {
       process.exitCode = 1;
     }
   } finally {

@@ -33,6 +33,8 @@ const OWN_COMMANDS: ReadonlySet<string> = new Set([
   'guard',
   'rejoin',
   'switchover',
+  'pause',
+  'resume',
   'help',
 ]);
 
@@ -375,6 +377,27 @@ Exit codes: 0 ok, 1 internal error, 2 usage, 3 config, 4 refused (nothing change
       run(async (ctx) => {
         await (await import('./commands/status/index.js')).status(ctx);
       }, 'status'),
+    );
+
+  program
+    .command('pause')
+    .description('stop automatic failover cluster-wide (a key in etcd) until resume')
+    .option('--reason <text>', 'why, shown by status', 'paused by operator')
+    .action(
+      run(async (ctx, cmd) => {
+        await (
+          await import('./commands/pause/index.js')
+        ).pause(ctx, { reason: cmd.opts<{ reason: string }>().reason });
+      }, 'pause'),
+    );
+
+  program
+    .command('resume')
+    .description('switch automatic failover back on after pause')
+    .action(
+      run(async (ctx) => {
+        await (await import('./commands/resume/index.js')).resume(ctx);
+      }, 'resume'),
     );
 
   program

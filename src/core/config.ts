@@ -212,6 +212,58 @@ const schema = z.strictObject({
         .min(0)
         .default(16 * 1024 * 1024),
       promoteTimeoutMs: z.number().int().min(1000).default(30_000),
+      /** Automatic failover through the leader key in etcd (needs dcs.etcd.endpoints). */
+      automatic: z.boolean().default(false),
+      /** TTL of the leader key's lease; etcd counts whole seconds. */
+      ttlMs: z
+        .number()
+        .int()
+        .min(2000)
+        .max(600_000)
+        .refine((v) => v % 1000 === 0, 'a whole number of seconds (etcd leases count seconds)')
+        .default(10_000),
+      /** How often the primary renews the leader key and the standby reads it. */
+      loopMs: z.number().int().min(100).max(60_000).default(1000),
+      /**
+       * The primary fences itself this long before its lease could expire: at the last successful
+       * renewal (time the request was sent) + ttlMs - selfFenceMarginMs.
+       */
+      selfFenceMarginMs: z.number().int().min(500).default(3500),
+      /**
+       * etcd unreachable past the deadline: the primary stays writable only while its last probe that saw
+       * the standby following it (in recovery) is at most this old (Patroni's failsafe mode, for a pair).
+       */
+      failsafeMs: z.number().int().min(200).default(2000),
+      /**
+       * The standby takes an expired key only after the old primary has not answered as a writable
+       * primary for this long (unless the old primary released the key after fencing itself).
+       */
+      peerQuietMs: z.number().int().min(500).default(5000),
+    })
+    .prefault({}),
+  /** The consensus store of automatic failover (the third voter). */
+  dcs: z
+    .strictObject({
+      etcd: z
+        .strictObject({
+          /** Client URLs of the etcd members (one on the proxy host, or three). */
+          endpoints: z.array(z.string().regex(/^https?:\/\/[^\s/]+$/, 'use http://host:port')).default([]),
+          /** Key prefix; default /chef-ha/<cluster>. */
+          prefix: z
+            .string()
+            .regex(/^\/[A-Za-z0-9._/+-]*[^/]$/, 'an absolute key prefix without a trailing "/"')
+            .optional(),
+          /** Timeout of each etcd request. */
+          requestTimeoutMs: z.number().int().min(100).default(1000),
+          /** Timeout of connecting to a member. */
+          dialTimeoutMs: z.number().int().min(100).default(1000),
+        })
+        .prefault({}),
+      /** Name of the pair in the store; default: the two node names, sorted, joined with "+". */
+      cluster: z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9+._-]{0,80}$/)
+        .optional(),
     })
     .prefault({}),
   monitor: z
@@ -222,7 +274,7 @@ const schema = z.strictObject({
        * How often it asks the peer for its role and timeline (a TCP connection with SCRAM each time, so not
        * every loop); a superseded old primary sees the newer timeline within about this long.
        */
-      peerIntervalMs: z.number().int().min(20).max(60_000).default(1000),
+      peerIntervalMs: z.number().int().min(20).max(60_000).default(500),
       /** The longest a commit may wait for the synchronous standby before the primary goes asynchronous. */
       degradeAfterMs: z.number().int().min(100).default(1000),
       /** Timeout of each local query; a query that takes longer counts as "no answer". */
@@ -251,7 +303,8 @@ type DeepReadonly<T> = T extends (infer U)[]
 
 /** The validated configuration with every default filled in. */
 export type Config = DeepReadonly<
-  Omit<Parsed, 'postgres' | 'peer' | 'health' | 'haproxy'> & {
+  Omit<Parsed, 'postgres' | 'peer' | 'health' | 'haproxy' | 'dcs'> & {
+    dcs: { etcd: Parsed['dcs']['etcd'] & { prefix: string }; cluster: string };
     postgres: Parsed['postgres'] & { bindir: string; dataDir: string; confDir: string; logFile: string };
     peer: Parsed['peer'] & { postgresPort: number; healthPort: number };
     health: Parsed['health'] & { staleMs: number };
@@ -296,9 +349,15 @@ export function parseConfig(raw: unknown, source = 'configuration'): Config {
     );
   }
   const c = result.data;
+  if (c.failover.automatic && c.dcs.etcd.endpoints.length === 0) {
+    crossProblems.push(
+      'failover.automatic: true needs dcs.etcd.endpoints (the etcd members, e.g. ["http://10.0.0.10:2379"]); set them, or set failover.automatic to false',
+    );
+  }
   if (crossProblems.length > 0) {
     throw new ConfigError(`${source} is invalid:`, crossProblems, 'fix each key listed above');
   }
+  const cluster = c.dcs.cluster ?? [c.node.name, c.peer.name].sort().join('+');
   const v = c.postgres.version;
   const haproxy = c.haproxy ?? haproxySchema.parse({});
   return {
@@ -309,6 +368,10 @@ export function parseConfig(raw: unknown, source = 'configuration'): Config {
       healthPort: c.peer.healthPort ?? c.health.port,
     },
     health: { ...c.health, staleMs: c.health.staleMs ?? 3 * c.health.refreshMs },
+    dcs: {
+      cluster,
+      etcd: { ...c.dcs.etcd, prefix: c.dcs.etcd.prefix ?? `/chef-ha/${cluster}` },
+    },
     haproxy: {
       ...haproxy,
       peerChefApiPort: haproxy.peerChefApiPort ?? haproxy.chefApiPort,

@@ -19,6 +19,11 @@ export interface GuardFacts {
   /** "Latest checkpoint's TimeLineID" of pg_controldata; undefined when unreadable. */
   readonly checkpointTimeline: number | undefined;
   readonly peer: PeerSample | undefined;
+  /**
+   * With failover.automatic: the node holding the leader key in etcd (null: nobody), undefined when
+   * etcd was not asked or did not answer.
+   */
+  readonly leader?: string | null;
 }
 
 export type GuardDecision =
@@ -41,6 +46,12 @@ export function decideGuard(facts: GuardFacts, config: Config): GuardDecision {
   }
   if (facts.startsReadOnly) {
     return { action: 'allow', reason: `${fenceFile} is present: ${me} starts read-only (as a standby)` };
+  }
+  if (typeof facts.leader === 'string' && facts.leader !== me) {
+    return {
+      action: 'fence',
+      reason: `${facts.leader} holds the leader key in etcd: ${me} was superseded by an automatic failover and must not start writable`,
+    };
   }
   const p = facts.peer;
   if (!p) {
@@ -101,5 +112,17 @@ export async function gatherGuardFacts(ctx: CommandContext): Promise<GuardFacts>
   );
   const checkpointTimeline = cd?.exitCode === 0 ? parseCheckpointTimeline(cd.stdout) : undefined;
   const peer = await probePeer(ctx);
-  return { fence, startsReadOnly, checkpointTimeline, peer };
+  // etcd (and gRPC) only with automatic failover, and only when the start could be writable
+  let leader: string | null | undefined;
+  if (config.failover.automatic && !startsReadOnly && !fence.fenced) {
+    const { openEtcdDcs } = await import('./dcs.js');
+    const dcs = await openEtcdDcs(config);
+    try {
+      const view = await withTimeout(dcs.read(), config.dcs.etcd.requestTimeoutMs * 2);
+      leader = view === undefined ? undefined : (view.leader?.node ?? null);
+    } finally {
+      dcs.close();
+    }
+  }
+  return { fence, startsReadOnly, checkpointTimeline, peer, ...(leader === undefined ? {} : { leader }) };
 }

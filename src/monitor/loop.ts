@@ -14,6 +14,7 @@ import { featuresFor } from '../pg/version.js';
 import { slotNameFor } from '../core/config.js';
 import { planFence } from '../commands/fence/index.js';
 import { syncStandbyNamesFor } from '../commands/setup-master/plan.js';
+import type { AutoFailover } from './auto.js';
 import {
   decideMonitor,
   parseDegradedRecord,
@@ -142,6 +143,7 @@ async function act(
   ctx: CommandContext,
   action: MonitorAction,
   local: LocalSample | undefined,
+  auto: AutoFailover | undefined,
 ): Promise<void> {
   const { config, ports, reporter } = ctx;
   const target = localTarget(config);
@@ -152,6 +154,11 @@ async function act(
     case 'none':
       return;
     case 'degrade': {
+      if (auto && !(await auto.beforeDegrade(local))) {
+        throw new Error(
+          'automatic failover: sync: false could not be recorded in the leader key first, so the primary stays synchronous (commits wait) until it can',
+        );
+      }
       const since = new Date(ports.clock.now()).toISOString();
       // The record first: a monitor killed between the two still knows it has sync mode to restore.
       const record: DegradedRecord = { since, lsn: action.lsn, standby: peer, reason: action.reason };
@@ -228,6 +235,7 @@ async function act(
         event: 'fenced',
         node: me,
       });
+      await auto?.afterFence();
       return;
     }
   }
@@ -248,6 +256,9 @@ export async function runMonitor(ctx: CommandContext, options: MonitorOptions = 
   let lastReason = '';
   let lastError = '';
   let loops = 0;
+  const auto = config.failover.automatic
+    ? await (await import('./auto.js')).AutoFailover.start(ctx)
+    : undefined;
   reporter.event(
     `monitor: watching ${config.node.name} every ${config.monitor.loopMs} ms (${config.replication.synchronous ? `synchronous mode, degrade after ${config.monitor.degradeAfterMs} ms` : 'asynchronous mode'}; peer ${config.peer.name} at ${config.peer.address}:${config.peer.postgresPort})`,
     {
@@ -267,6 +278,7 @@ export async function runMonitor(ctx: CommandContext, options: MonitorOptions = 
     void probePeer(ctx)
       .then((p) => {
         peer = p;
+        auto?.notePeer(p, ports.clock.now());
       })
       .finally(() => {
         peerInFlight = false;
@@ -288,7 +300,10 @@ export async function runMonitor(ctx: CommandContext, options: MonitorOptions = 
       wanted,
     );
     memory = decision.memory;
-    const action = decision.action;
+    const fenced = fenceText !== undefined;
+    // Automatic failover first: a fence it asks for (deadline, superseded) wins over anything else.
+    const autoFence = auto ? await auto.tick(local, fenced) : undefined;
+    const action = autoFence ?? decision.action;
     if (action.action === 'none') {
       if (action.reason !== lastReason) {
         reporter.log(`monitor: ${action.reason}`);
@@ -297,7 +312,7 @@ export async function runMonitor(ctx: CommandContext, options: MonitorOptions = 
     } else {
       lastReason = '';
       try {
-        await act(ctx, action, local);
+        await act(ctx, action, local, auto);
         lastError = '';
       } catch (error) {
         // Tried again every loop; said once per distinct failure, not five times a second.
@@ -326,5 +341,6 @@ export async function runMonitor(ctx: CommandContext, options: MonitorOptions = 
     }
   }
   peerStop = true;
+  await auto?.stop();
   reporter.event(`monitor: stopped`, { event: 'stop', node: config.node.name });
 }

@@ -37,6 +37,7 @@ import {
   upSandbox,
   type SandboxInfo,
   type SandboxNode,
+  type UpOptions,
 } from '../sandbox/index.js';
 import { nodePaths } from '../sandbox/paths.js';
 import { startNodePostgres } from '../sandbox/postgres.js';
@@ -109,7 +110,30 @@ async function sqlWrite(sb: SandboxInfo, id: string): Promise<string | null> {
   } catch {
     return null;
   } finally {
-    await c.end().catch(() => undefined);
+    await closeWithin(c, 1_000);
+  }
+}
+
+/**
+ * Ends a client, or drops its socket when the server does not answer the goodbye in time: end() waits for
+ * the server to close, and a partitioned server never does (a kernel retransmission timeout of minutes).
+ */
+async function closeWithin(c: pg.Client, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const ended = await Promise.race([
+    c.end().then(
+      () => true,
+      () => true,
+    ),
+    new Promise<false>((resolve) => {
+      timer = setTimeout(() => {
+        resolve(false);
+      }, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (!ended) {
+    (c as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
   }
 }
 
@@ -269,8 +293,8 @@ export async function check(
 }
 
 /** Builds the pair with the proxy, the writer's SQL path and the services; the proxy routes to chef-a. */
-export async function preparePair(dir: string, sync: boolean): Promise<Pair> {
-  const sb = await upSandbox(dir, { nodes: 2, net: 'netns', proxy: true, mode: 'streaming', sync });
+export async function preparePair(dir: string, sync: boolean, more: UpOptions = {}): Promise<Pair> {
+  const sb = await upSandbox(dir, { nodes: 2, net: 'netns', proxy: true, mode: 'streaming', sync, ...more });
   const [a, b] = sb.nodes as [SandboxNode, SandboxNode];
   const m = await runCli(a, ['setup-master']);
   if (m.code !== 0) {

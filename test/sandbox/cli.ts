@@ -30,7 +30,7 @@ import { inNetns } from './netns.js';
 import type { NetMode, ReplicationMode, UpOptions } from './types.js';
 
 const USAGE = `usage:
-  scripts/sandbox up DIR [--nodes 2] [--net loopback|netns] [--mode streaming|londiste] [--sync] [--proxy] [--etcd]
+  scripts/sandbox up DIR [--nodes 2] [--net loopback|netns] [--mode streaming|londiste] [--sync] [--proxy] [--etcd [--automatic-failover]]
   scripts/sandbox down DIR
   scripts/sandbox services DIR start|stop
   scripts/sandbox exec DIR NODE -- CMD [ARG...]    run CMD on NODE (inside its namespace in netns mode)
@@ -50,6 +50,7 @@ function parseUp(args: readonly string[]): { dir: string; opts: UpOptions } {
   let sync = false;
   let proxy = false;
   let etcd = false;
+  let automaticFailover = false;
   for (let i = 0; i < args.length; i++) {
     const a = args[i] ?? '';
     const value = (): string => {
@@ -93,6 +94,9 @@ function parseUp(args: readonly string[]): { dir: string; opts: UpOptions } {
       case '--etcd':
         etcd = true;
         break;
+      case '--automatic-failover':
+        automaticFailover = true;
+        break;
       default:
         if (a.startsWith('-') || dir !== undefined) {
           throw new Usage(`unexpected argument ${a}`);
@@ -103,7 +107,7 @@ function parseUp(args: readonly string[]): { dir: string; opts: UpOptions } {
   if (dir === undefined) {
     throw new Usage('up needs a DIR');
   }
-  return { dir, opts: { nodes, net, mode, sync, proxy, etcd } };
+  return { dir, opts: { nodes, net, mode, sync, proxy, etcd, automaticFailover } };
 }
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -123,6 +127,11 @@ async function main(argv: readonly string[]): Promise<number> {
         if (info.proxy) {
           console.log(
             `  proxy: chef API ${info.proxy.chefApi}, postgres ${info.proxy.postgres}, read-only ${info.proxy.postgresReadOnly}, runtime API ${info.proxy.runtimeApi}${info.proxy.netns === null ? '' : `, netns ${info.proxy.netns}`} (servers DOWN until \`services DIR start\` runs health-server)`,
+          );
+        }
+        if (info.etcd) {
+          console.log(
+            `  etcd: ${info.etcd.endpoint} (dcs.etcd.endpoints of every node${opts.automaticFailover === true ? ', failover.automatic on' : ''}), log ${info.etcd.log}`,
           );
         }
         console.log(`  details: ${info.dir}/sandbox.json`);

@@ -28,6 +28,7 @@ import { PORT_OFFSET, PORTS_PER_NODE, releasePorts, releasePortsOwnedBy, reserve
 import { allPids, cmdlineOf, isAlive, parentOf, run, runAs, runOk, stopPid, type RunResult } from './proc.js';
 import { haproxySection, startProxy, stopProxy, type ProxyPlan } from './proxy.js';
 import { stopServices } from './services.js';
+import { addDcsToConfig, startEtcd, stopEtcd, type EtcdPlan } from './etcd.js';
 import { knownPids } from './standins/runit.js';
 import type { RecordedPid, SandboxInfo, SandboxNode, UpOptions } from './types.js';
 
@@ -37,6 +38,7 @@ export type {
   SandboxNetwork,
   SandboxNode,
   SandboxProxy,
+  SandboxEtcd,
   UpOptions,
 } from './types.js';
 export { startServices, stopServices, SERVICES, type ServiceReport } from './services.js';
@@ -49,6 +51,8 @@ export class SandboxUpError extends Error {}
 export class SandboxStateError extends Error {}
 
 const NODE_NAMES = 'abcdefghijklmnopqrstuvwxyz';
+/** Offsets of the etcd member's ports in the proxy host's block (after HAProxy's 0-3). */
+const ETCD_OFFSET = { client: 5, peer: 6 } as const;
 
 /** Reads and parses DIR/sandbox.json. */
 export async function readSandbox(dir: string): Promise<SandboxInfo> {
@@ -134,15 +138,19 @@ async function collectPids(info: SandboxInfo): Promise<RecordedPid[]> {
 
 /**
  * Builds and starts a sandbox under `dir` and writes dir/sandbox.json.
- * @throws NotImplementedError for --etcd; SandboxUpError when it already runs.
+ * @throws SandboxUpError when it already runs; Error for --etcd without --proxy.
  */
 export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<SandboxInfo> {
   const abs = resolve(dir);
   const count = opts.nodes ?? 2;
   const net = opts.net ?? 'loopback';
   const withProxy = opts.proxy === true;
-  if (opts.etcd === true) {
-    throw new NotImplementedError('--etcd is not implemented yet');
+  const withEtcd = opts.etcd === true;
+  if (withEtcd && !withProxy) {
+    throw new Error('--etcd needs --proxy: the etcd member runs on the proxy host');
+  }
+  if (opts.automaticFailover === true && !withEtcd) {
+    throw new Error('--automatic-failover needs --etcd (the third voter)');
   }
   if (!Number.isInteger(count) || count < 2 || count > NODE_NAMES.length) {
     throw new Error(`--nodes must be an integer from 2 to ${NODE_NAMES.length}`);
@@ -263,6 +271,24 @@ export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<Sand
       proxyPlan === null ? null : haproxySection(abs, proxyPlan, pl.ports.chefApi, peerPl.ports.chefApi),
     );
   }
+  const etcdPlan: EtcdPlan | null =
+    withEtcd && proxyPlan !== null
+      ? {
+          address: proxyPlan.address,
+          netns: proxyPlan.netns,
+          clientPort: proxyBase + ETCD_OFFSET.client,
+          peerPort: proxyBase + ETCD_OFFSET.peer,
+        }
+      : null;
+  if (etcdPlan !== null) {
+    for (const p of paths) {
+      await addDcsToConfig(
+        p.chefHaConfig,
+        `http://${etcdPlan.address}:${etcdPlan.clientPort}`,
+        opts.automaticFailover === true,
+      );
+    }
+  }
   info = { ...info, pids: await collectPids(info) };
   await writeSandbox(info);
 
@@ -281,6 +307,10 @@ export async function upSandbox(dir: string, opts: UpOptions = {}): Promise<Sand
     info = { ...info, pids: await collectPids(info) };
     await writeSandbox(info);
     info = { ...info, proxy: await startProxy(info, proxyPlan) };
+  }
+  if (etcdPlan !== null) {
+    info = { ...info, etcd: await startEtcd(abs, etcdPlan) };
+    await writeSandbox(info);
   }
   info = { ...info, state: 'up', pids: await collectPids(info) };
   await writeSandbox(info);
@@ -430,6 +460,7 @@ export async function downSandbox(dir: string): Promise<void> {
     await stopServices(info);
     await stopProxy(abs);
   }
+  await stopEtcd(abs);
   for (const root of roots) {
     // a frozen postmaster ignores SIGTERM until it is continued
     const frozen = await postmasterPid(nodePaths(root).pgDataDir);

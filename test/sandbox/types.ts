@@ -13,8 +13,10 @@ export interface UpOptions {
   readonly sync?: boolean;
   /** a proxy host running Debian's HAProxy in front of the nodes (its own namespace in netns mode) */
   readonly proxy?: boolean;
-  /** not implemented yet */
+  /** an etcd member on the proxy host (needs proxy); fills dcs.etcd.endpoints in every chef-ha.json */
   readonly etcd?: boolean;
+  /** with etcd: failover.automatic = true in every chef-ha.json as well */
+  readonly automaticFailover?: boolean;
 }
 
 export interface SandboxNode {
@@ -76,6 +78,19 @@ export interface SandboxInfo {
   readonly network?: SandboxNetwork | null;
   /** the proxy host (with --proxy only) */
   readonly proxy?: SandboxProxy | null;
+  /** the etcd member on the proxy host (with --etcd only) */
+  readonly etcd?: SandboxEtcd | null;
+}
+
+export interface SandboxEtcd {
+  /** client URL, as in dcs.etcd.endpoints */
+  readonly endpoint: string;
+  readonly peerUrl: string;
+  readonly dataDir: string;
+  readonly pidFile: string;
+  readonly log: string;
+  /** network namespace (the proxy host's; netns mode only) */
+  readonly netns: string | null;
 }
 
 export interface SandboxNetwork {

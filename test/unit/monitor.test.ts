@@ -395,11 +395,11 @@ describe('monitor: the peer probe', () => {
       'local',
     );
     pg.answer(/pg_is_in_recovery/, [{ in_recovery: false, read_only: false, timeline: 1 }], 'peer');
-    // 11 loops of 200 ms on the fixed clock: 0 .. 2000 ms
+    // 11 loops of 200 ms on the fixed clock: 0 .. 2000 ms; a probe at 0, 600, 1200, 1800
     await runMonitor(ctx, { maxLoops: 11 });
     assert.equal(syncCfg.monitor.loopMs, 200);
-    assert.equal(syncCfg.monitor.peerIntervalMs, 1000);
-    assert.equal(pg.calls.filter((c) => c.method === 'queryPeer').length, 3);
+    assert.equal(syncCfg.monitor.peerIntervalMs, 500);
+    assert.equal(pg.calls.filter((c) => c.method === 'queryPeer').length, 4);
   });
 });
 

@@ -7,6 +7,36 @@ import type { Config } from '../../core/config.js';
 import { formatBytes } from '../../pg/lsn.js';
 import { guardDropInPath } from '../../chef/paths.js';
 import { routeWindow } from '../../haproxy/view.js';
+import { checkTimings } from '../../monitor/leader.js';
+
+/**
+ * Automatic failover's timings (pure): each incoherent pair of settings fails with its fix, and the
+ * worst-case RTO they give is printed.
+ */
+export function evaluateAutomatic(config: Config): CheckResult[] {
+  if (!config.failover.automatic) {
+    return [];
+  }
+  const t = checkTimings(config);
+  const out: CheckResult[] = t.problems.map((p) => ({
+    name: 'failover-timings',
+    level: 'fail' as const,
+    detail: `${p.problem}; ${p.fix}`,
+  }));
+  if (out.length === 0) {
+    out.push({
+      name: 'failover-timings',
+      level: 'ok',
+      detail: `renew every ${config.failover.loopMs} ms, self-fence ${config.failover.ttlMs - config.failover.selfFenceMarginMs} ms after the last renewal, lease ${config.failover.ttlMs} ms`,
+    });
+  }
+  out.push({
+    name: 'failover-rto',
+    level: 'ok',
+    detail: `worst-case RTO ${(t.worstRtoMs / 1000).toFixed(1)} s = ${t.rtoParts.map((p) => `${p.what} ${(p.ms / 1000).toFixed(1)} s`).join(' + ')} (a primary whose PostgreSQL crashes releases the key at once: much less)`,
+  });
+  return out;
+}
 
 /**
  * The HAProxy window (pure): how long HAProxy may still route to an old primary after it stops answering
@@ -178,6 +208,7 @@ export function evaluateChecks(facts: PairFacts, config: Config): CheckResult[] 
   if (config.haproxy.configured) {
     out.push(evaluateHaproxyWindow(config), evaluateCheckGap(config));
   }
+  out.push(...evaluateAutomatic(config));
   if (config.postgres.manager === 'pg_ctlcluster' && l.systemdUnitDirExists) {
     out.push(
       l.files.guardDropIn !== undefined

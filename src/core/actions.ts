@@ -391,8 +391,11 @@ async function fenceProxy(ctx: CommandContext, args: Args): Promise<string> {
   // this node's own servers: an earlier failover to the peer left them in maint, and nothing else lifts it
   const ready = (args['ready'] as string[] | undefined) ?? [];
   const timeoutMs = Number(args['timeoutMs']);
+  // maint stops new connections only: the sessions already open to the old master (a client in the middle
+  // of a statement) are ended too, so that none of them can wait on, or write to, a fenced server.
   const line = [
     ...servers.map((s) => `set server ${s} state maint`),
+    ...servers.map((s) => `shutdown sessions server ${s}`),
     ...ready.map((s) => `set server ${s} state ready`),
   ].join('; ');
   let out: string;
@@ -420,7 +423,7 @@ async function fenceProxy(ctx: CommandContext, args: Args): Promise<string> {
     ctx.reporter.warn(`${why}; check that the proxy runs the config of \`chef-ha-ctl haproxy-config\``);
     return 'HAProxy answered with errors';
   }
-  return `${servers.join(', ')} in maint${ready.length > 0 ? `, ${ready.join(', ')} ready` : ''} at ${address}`;
+  return `${servers.join(', ')} in maint, their sessions ended${ready.length > 0 ? `, ${ready.join(', ')} ready` : ''} at ${address}`;
 }
 
 async function writeLocalFenceFile(ctx: CommandContext): Promise<string> {

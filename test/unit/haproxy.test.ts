@@ -174,13 +174,15 @@ describe('failover fences through HAProxy', () => {
     ],
   });
 
-  test('sends one runtime API line that sets each server to maint', async () => {
+  test('sends one runtime API line that sets each server to maint and ends its open sessions', async () => {
     const { ctx, haproxy } = commandContext({ config: standbyConfig() });
     await executePlan(ctx, fenceOnly(true), { dryRun: false });
     assert.deepEqual(haproxy.calls, [
       {
         address: 'p:9999',
-        line: 'set server chef_api/db1 state maint; set server postgres_primary/db1 state maint',
+        line:
+          'set server chef_api/db1 state maint; set server postgres_primary/db1 state maint; ' +
+          'shutdown sessions server chef_api/db1; shutdown sessions server postgres_primary/db1',
       },
     ]);
   });
@@ -200,6 +202,7 @@ describe('failover fences through HAProxy', () => {
         address: 'p:9999',
         line:
           'set server chef_api/db1 state maint; set server postgres_primary/db1 state maint; ' +
+          'shutdown sessions server chef_api/db1; shutdown sessions server postgres_primary/db1; ' +
           'set server chef_api/db2 state ready; set server postgres_primary/db2 state ready',
       },
     ]);

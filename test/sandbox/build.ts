@@ -15,7 +15,6 @@ import {
   symlink,
   writeFile,
 } from 'node:fs/promises';
-import { createConnection } from 'node:net';
 import { dirname, join } from 'node:path';
 import {
   FIXTURES_DIR,
@@ -27,7 +26,7 @@ import {
   type NodePaths,
 } from './paths.js';
 import { inNetns } from './netns.js';
-import { run, runAs, runOk, spawnDetached, userIds, waitFor } from './proc.js';
+import { run, runAs, runOk, spawnDetached, tcpOpen, userIds, waitFor } from './proc.js';
 import { sha256File } from './standins/reconfigure.js';
 import { EMBEDDED_OS_USER, EMBEDDED_SUPERUSER } from './standins/runit.js';
 import type { SandboxNode, UpOptions } from './types.js';
@@ -439,19 +438,6 @@ grep -E '^[[:space:]]*[a-z0-9_.]+[[:space:]]*=' "$file" | sed -E 's/[[:space:]]*
   );
   await mkdir(p.dataDir, { recursive: true });
   await mkdir(p.logDir, { recursive: true });
-}
-
-async function tcpOpen(host: string, port: number): Promise<boolean> {
-  return new Promise((resolvePromise) => {
-    const s = createConnection({ host, port });
-    s.once('connect', () => {
-      s.destroy();
-      resolvePromise(true);
-    });
-    s.once('error', () => {
-      resolvePromise(false);
-    });
-  });
 }
 
 /** A real sshd for the node on its own port, with its own host key; root's keys under <root>/root/.ssh. */

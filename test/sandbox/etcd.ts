@@ -8,10 +8,9 @@
  * last sweep of `down` finds it too, since its command line names DIR/proxy/).
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { inNetns } from './netns.js';
-import { spawnDetached, stopPid, waitFor } from './proc.js';
+import { spawnDetached, stopPid, tcpOpen, waitFor } from './proc.js';
 import type { SandboxEtcd } from './types.js';
 
 export const ETCD_BIN = '/usr/bin/etcd';
@@ -26,23 +25,6 @@ export interface EtcdPlan {
 export function etcdFiles(sandboxDir: string): { dir: string; data: string; pidFile: string; log: string } {
   const dir = join(sandboxDir, 'proxy', 'etcd');
   return { dir, data: join(dir, 'data'), pidFile: join(dir, 'etcd.pid'), log: join(dir, 'etcd.log') };
-}
-
-function tcpOpen(host: string, port: number): Promise<boolean> {
-  return new Promise((resolvePromise) => {
-    const s = createConnection({ host, port });
-    s.setTimeout(1_000, () => {
-      s.destroy();
-      resolvePromise(false);
-    });
-    s.once('connect', () => {
-      s.destroy();
-      resolvePromise(true);
-    });
-    s.once('error', () => {
-      resolvePromise(false);
-    });
-  });
 }
 
 /** Its health answer ({"health":"true"}) on the client URL. */

@@ -5,6 +5,7 @@
 import { spawn, type SpawnOptions } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { readFile, readlink } from 'node:fs/promises';
+import { createConnection } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface RunResult {
@@ -218,4 +219,22 @@ export async function waitFor(
     }
     await sleep(intervalMs);
   }
+}
+
+/** Whether a TCP connection to host:port opens within 1 s. */
+export function tcpOpen(host: string, port: number): Promise<boolean> {
+  return new Promise((resolvePromise) => {
+    const s = createConnection({ host, port });
+    s.setTimeout(1_000, () => {
+      s.destroy();
+      resolvePromise(false);
+    });
+    s.once('connect', () => {
+      s.destroy();
+      resolvePromise(true);
+    });
+    s.once('error', () => {
+      resolvePromise(false);
+    });
+  });
 }

@@ -9,10 +9,9 @@
  * (HAProxy's admin socket: a filesystem path, so reachable from every namespace).
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { inNetns } from './netns.js';
-import { run, spawnDetached, stopPid, waitFor } from './proc.js';
+import { run, spawnDetached, stopPid, tcpOpen, waitFor } from './proc.js';
 import type { SandboxInfo, SandboxProxy } from './types.js';
 
 /** Where the proxy host listens (one port block of the sandbox, see docs/sandbox.md). */
@@ -69,23 +68,6 @@ export function haproxySection(
     stateFile: f.stateFile,
     runtimeApi: { address: `${plan.address}:${plan.ports.runtimeApi}` },
   };
-}
-
-function tcpOpen(host: string, port: number): Promise<boolean> {
-  return new Promise((resolvePromise) => {
-    const s = createConnection({ host, port });
-    s.setTimeout(1_000, () => {
-      s.destroy();
-      resolvePromise(false);
-    });
-    s.once('connect', () => {
-      s.destroy();
-      resolvePromise(true);
-    });
-    s.once('error', () => {
-      resolvePromise(false);
-    });
-  });
 }
 
 /**

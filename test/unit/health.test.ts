@@ -3,7 +3,11 @@ import { connect } from 'node:net';
 import { describe, test } from 'node:test';
 import { answer, evaluateSnapshot, parseLagBound } from '../../src/health/answer.js';
 import type { HealthSnapshot, ServerView } from '../../src/health/snapshot.js';
-import { startHealthServer } from '../../src/health/server.js';
+import {
+  startHealthServer,
+  type HealthServerOptions,
+  type RunningHealthServer,
+} from '../../src/health/server.js';
 import { MiB } from '../fakes/config.js';
 
 const NOW = 1_800_000_000_000;
@@ -296,28 +300,37 @@ function raw(port: number, bytes: string): Promise<string> {
   });
 }
 
+/** The HTTP server on an ephemeral port with small limits; callers give the timing and the probe. */
+function serve(
+  o: Pick<HealthServerOptions, 'refreshMs' | 'staleMs' | 'recheckAfterGapMs' | 'probe' | 'now'>,
+): Promise<RunningHealthServer> {
+  return startHealthServer({
+    listen: '127.0.0.1',
+    port: 0,
+    maxConnections: 16,
+    requestTimeoutMs: 1000,
+    onChange: () => {
+      /* not asserted here */
+    },
+    onError: () => {
+      /* not asserted here */
+    },
+    ...o,
+  });
+}
+
 describe('health HTTP server', () => {
   test('serves the snapshot, survives garbage requests, and answers 400/404/405', async (t) => {
     let probes = 0;
-    const running = await startHealthServer({
-      listen: '127.0.0.1',
-      port: 0,
+    const running = await serve({
       refreshMs: 50,
       staleMs: 5000,
-      maxConnections: 16,
-      requestTimeoutMs: 1000,
       recheckAfterGapMs: 60_000,
       probe: () => {
         probes += 1;
         return Promise.resolve({ ...snap(), takenAt: Date.now() });
       },
       now: () => Date.now(),
-      onChange: () => {
-        /* not asserted here */
-      },
-      onError: () => {
-        /* not asserted here */
-      },
     });
     t.after(() => running.close());
     const base = `http://127.0.0.1:${running.port}`;
@@ -349,22 +362,12 @@ describe('health HTTP server', () => {
 
   test('fails closed when the probe stops refreshing the snapshot', async (t) => {
     let clock = Date.now();
-    const running = await startHealthServer({
-      listen: '127.0.0.1',
-      port: 0,
+    const running = await serve({
       refreshMs: 60_000,
       staleMs: 3000,
-      maxConnections: 4,
-      requestTimeoutMs: 1000,
       recheckAfterGapMs: 60_000,
       probe: () => Promise.resolve({ ...snap(), takenAt: clock }),
       now: () => clock,
-      onChange: () => {
-        /* not asserted here */
-      },
-      onError: () => {
-        /* not asserted here */
-      },
     });
     t.after(() => running.close());
     assert.equal((await fetch(`http://127.0.0.1:${running.port}/primary`)).status, 200);
@@ -384,13 +387,9 @@ describe('health HTTP server', () => {
         takenAt: clock,
         peer: { reachable: true, server: server({ timeline: 2, standbys: [] }) },
       });
-    const running = await startHealthServer({
-      listen: '127.0.0.1',
-      port: 0,
+    const running = await serve({
       refreshMs: 60_000,
       staleMs: 60_000,
-      maxConnections: 4,
-      requestTimeoutMs: 1000,
       recheckAfterGapMs: 3000,
       probe: () =>
         healed
@@ -401,12 +400,6 @@ describe('health HTTP server', () => {
             })
           : Promise.resolve(cutOff()),
       now: () => clock,
-      onChange: () => {
-        /* not asserted here */
-      },
-      onError: () => {
-        /* not asserted here */
-      },
     });
     t.after(() => running.close());
     const primary = async (): Promise<number> =>
@@ -434,22 +427,12 @@ describe('health HTTP server', () => {
 
   test('after a gap, a re-check that still finds the peer unreachable gives 200 back', async (t) => {
     let clock = Date.now();
-    const running = await startHealthServer({
-      listen: '127.0.0.1',
-      port: 0,
+    const running = await serve({
       refreshMs: 60_000,
       staleMs: 60_000,
-      maxConnections: 4,
-      requestTimeoutMs: 1000,
       recheckAfterGapMs: 3000,
       probe: () => Promise.resolve(snap({ takenAt: clock, peer: { reachable: false, error: 'refused' } })),
       now: () => clock,
-      onChange: () => {
-        /* not asserted here */
-      },
-      onError: () => {
-        /* not asserted here */
-      },
     });
     t.after(() => running.close());
     const primary = async (): Promise<number> =>
@@ -462,25 +445,15 @@ describe('health HTTP server', () => {
 
   test('GET /refresh takes a new snapshot at once (coalesced) and answers 204', async (t) => {
     let probes = 0;
-    const running = await startHealthServer({
-      listen: '127.0.0.1',
-      port: 0,
+    const running = await serve({
       refreshMs: 60_000,
       staleMs: 120_000,
-      maxConnections: 4,
-      requestTimeoutMs: 1000,
       recheckAfterGapMs: 60_000,
       probe: () => {
         probes += 1;
         return Promise.resolve({ ...snap(), takenAt: Date.now() });
       },
       now: () => Date.now(),
-      onChange: () => {
-        /* not asserted here */
-      },
-      onError: () => {
-        /* not asserted here */
-      },
     });
     t.after(() => running.close());
     const base = `http://127.0.0.1:${running.port}`;

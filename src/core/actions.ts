@@ -342,8 +342,11 @@ async function fencePeerSql(ctx: CommandContext, args: Args): Promise<string> {
   await q(
     `COPY (SELECT ${quoteLiteral(fence.content.trimEnd())}) TO ${quoteLiteral(path.join(dataDir, fence.name))}`,
   );
+  // Client sessions end; superusers' are left (the replication role may not end them, and one such
+  // session makes the whole statement fail): they are the node's own tools (its monitor and health-server
+  // query as postgres), not Chef's, and the read-only default applies to their next transaction.
   await q(
-    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND usename <> current_user",
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND usename <> current_user AND usesysid NOT IN (SELECT oid FROM pg_roles WHERE rolsuper)",
   );
   return 'old primary is read-only, its client sessions were ended, and it will start as a standby';
 }

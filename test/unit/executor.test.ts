@@ -531,6 +531,28 @@ describe('refresh-health action', () => {
   });
 });
 
+describe('fence-peer-sql action', () => {
+  test("ends the old master's client sessions but not superusers' (the replication role may not, and one would fail the statement)", async () => {
+    const f = commandContext();
+    await f.ctx.secrets.write('replication', 'secret');
+    const steps: Step[] = [
+      {
+        kind: 'action',
+        id: 'fence-old-master',
+        title: 'fence',
+        action: 'fence-peer-sql',
+        args: { peerDataDir: '/var/lib/postgresql/15/main', peerMajor: '15' },
+      },
+    ];
+    await executePlan(f.ctx, planOf(steps), { dryRun: false });
+    const terminate = f.pg.calls.find(
+      (c) => c.method === 'queryPeer' && c.sql.includes('pg_terminate_backend'),
+    );
+    assert.ok(terminate);
+    assert.match(terminate.sql, /usesysid NOT IN \(SELECT oid FROM pg_roles WHERE rolsuper\)/);
+  });
+});
+
 describe('checkProbe', () => {
   test('sees a standby streaming (and sync) in the local pg_stat_replication', async () => {
     const f = commandContext();

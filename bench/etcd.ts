@@ -1,9 +1,11 @@
 /**
  * Benchmark of automatic failover with etcd (no operator: the monitors fail over by themselves).
  *
- *   npx tsx bench/etcd.ts [--runs 10]              RTO from kill -9 of the master's PostgreSQL, and from a
+ *   npx tsx bench/etcd.ts [--runs 10] [--fault both|kill|partition] [--trace]
+ *                                                  RTO from kill -9 of the master's PostgreSQL, and from a
  *                                                  partition of the master, to the first write acknowledged
- *                                                  through HAProxy by the new primary; median and p95 each
+ *                                                  through HAProxy by the new primary; median and p95 each;
+ *                                                  --trace prints the new primary's monitor events per run
  *   npx tsx bench/etcd.ts --random-minutes 10      random faults (kill -9, partition, node freeze, etcd
  *                                                  host cut off) for that long, writer + sampler + the
  *                                                  lost-write checker of the fault suite running throughout
@@ -38,8 +40,17 @@ const { values } = parseArgs({
   options: {
     runs: { type: 'string', default: '10' },
     'random-minutes': { type: 'string' },
+    fault: { type: 'string', default: 'both' },
+    trace: { type: 'boolean', default: false },
   },
 });
+const FAULTS = { both: ['kill -9', 'partition'], kill: ['kill -9'], partition: ['partition'] } as const;
+const chosenFaults: readonly Fault[] | undefined = FAULTS[values.fault as keyof typeof FAULTS];
+if (chosenFaults === undefined) {
+  console.error(`--fault must be both, kill or partition, not ${values.fault}`);
+  process.exit(2);
+}
+const runFaults: readonly Fault[] = chosenFaults;
 const runs = Number(values.runs);
 const randomMinutes = values['random-minutes'] === undefined ? undefined : Number(values['random-minutes']);
 if (!Number.isInteger(runs) || runs < 1 || (randomMinutes !== undefined && !(randomMinutes > 0))) {
@@ -83,6 +94,27 @@ async function inject(pair: Pair, fault: Fault): Promise<(() => Promise<void>) |
   }
 }
 
+/**
+ * --trace: the new primary's monitor events since the fault, as seconds after it (the reporter stamps
+ * each event with its ISO time), and the failover plan's step lines that followed them.
+ */
+async function printTrace(node: Pair['master'], t0: number): Promise<void> {
+  await sleep(1_000);
+  let on = false;
+  for (const line of await monitorLines(node, /./)) {
+    const at = /^(\d{4}-\d\d-\d\dT[\d:.]+Z) (.*)$/.exec(line);
+    if (at?.[1] !== undefined) {
+      const ms = Date.parse(at[1]) - t0;
+      on = ms >= -2_000;
+      if (on) {
+        console.log(`    ${(ms / 1000).toFixed(2).padStart(7)} s  ${at[2] ?? ''}`);
+      }
+    } else if (on && /^\[\d+\/\d+\]/.test(line.trim())) {
+      console.log(`              ${line.trim()}`);
+    }
+  }
+}
+
 /** One takeover: fault, first ack by the standby, heal, old master fenced, rejoin. Returns the RTO. */
 async function takeover(
   pair: Pair,
@@ -106,6 +138,9 @@ async function takeover(
       throw new Error(`${fault}: no write acknowledged by ${next.name} within ${RESUME_MS} ms`);
     }
     rto = first.at - t0;
+    if (values.trace) {
+      await printTrace(next, t0);
+    }
   } finally {
     if (fault === 'freeze') {
       await sleep(5_000);
@@ -138,7 +173,7 @@ async function main(): Promise<void> {
     try {
       if (randomMinutes === undefined) {
         for (let i = 0; i < runs; i++) {
-          for (const fault of ['kill -9', 'partition'] as const) {
+          for (const fault of runFaults) {
             const rto = await takeover(pair, writer, fault, transitions);
             rtos[fault]?.push(rto);
             console.log(`run ${i + 1} ${fault}: RTO ${s(rto)} (${loadLine()})`);

@@ -11,6 +11,8 @@ import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { downSandbox, upSandbox, type SandboxInfo, type SandboxNode } from '../test/sandbox/index.js';
+import { inNetns } from '../test/sandbox/netns.js';
+import type { NetMode } from '../test/sandbox/types.js';
 import { sql as e2eSql } from '../test/e2e/helpers.js';
 
 export type { SandboxInfo, SandboxNode };
@@ -72,10 +74,14 @@ export interface StartedCli {
 
 const ANSI = new RegExp(String.raw`\u001b\[[0-9;]*m`, 'g');
 
-/** Starts `node dist/cli.js --config <node config> --yes ARGS` and timestamps its stderr lines. */
+/**
+ * Starts `node dist/cli.js --config <node config> --yes ARGS` on the node (inside its namespace in netns
+ * mode) and timestamps its stderr lines.
+ */
 export function startCli(node: SandboxNode, args: readonly string[]): StartedCli {
   const t0 = now();
-  const child = spawn(process.execPath, [CLI, '--config', node.config, '--yes', ...args], {
+  const argv = [...inNetns(node.netns, [process.execPath, CLI, '--config', node.config, '--yes', ...args])];
+  const child = spawn(argv[0]!, argv.slice(1), {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NO_COLOR: '1' },
   });
@@ -371,13 +377,18 @@ export async function withSandboxDir<T>(
 
 export async function withSandbox<T>(
   prefix: string,
-  opts: { keep?: boolean; mode?: 'streaming' | 'londiste'; sync?: boolean },
+  opts: { keep?: boolean; mode?: 'streaming' | 'londiste'; sync?: boolean; net?: NetMode },
   fn: (sb: SandboxInfo, dir: string) => Promise<T>,
 ): Promise<T> {
   return withSandboxDir(
     prefix,
     async (dir) => {
-      const sb = await upSandbox(dir, { nodes: 2, mode: opts.mode ?? 'streaming', sync: opts.sync ?? false });
+      const sb = await upSandbox(dir, {
+        nodes: 2,
+        mode: opts.mode ?? 'streaming',
+        sync: opts.sync ?? false,
+        net: opts.net ?? 'loopback',
+      });
       return fn(sb, dir);
     },
     opts.keep === true,

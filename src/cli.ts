@@ -61,6 +61,16 @@ process.on('SIGINT', () => {
 process.on('SIGTERM', () => {
   abort.abort(new Error('terminated'));
 });
+// `chef-ha-ctl --help | head`: the reader went away; stop quietly, as other command-line tools do, instead
+// of a stack trace from the unhandled write error.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') {
+      throw error;
+    }
+    process.exit(process.exitCode ?? 0);
+  });
+}
 
 function makeReporter(g: RawGlobals): Reporter {
   const color = g.color !== false && process.stderr.isTTY && !process.env['NO_COLOR'];

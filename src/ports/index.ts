@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { PACKAGE_ROOT } from '../core/version.js';
 import type { Archive } from './archive.js';
 import { createArchive } from './archive.js';
 import type { Clock } from './clock.js';
@@ -80,9 +80,9 @@ export interface RealPortsOptions {
   readonly secrets: () => readonly string[];
 }
 
-/** The package root: two levels above this file, in src/ports or dist/ports. */
+/** The package root: the folder of chef-ha's package.json (src/ or the bundle in dist/ are below it). */
 export function packageRoot(): string {
-  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+  return PACKAGE_ROOT;
 }
 
 /** See Process.selfCommand. In the package, root is <prefix>/embedded/lib/chef-ha. */

@@ -5,8 +5,14 @@
  *   3. failover write gap: kill -9 of the master → first accepted write on the slave's Chef API.
  * Prints figures; asserts nothing. Run as root after `npm run build`:
  *   npx tsx bench/londiste.ts [--rows 10000] [--seconds 30] [--tps 100] [--quiet-wait-s 180]
+ *                             [--copy-only] [--logs DIR] [--seed-after-setup]
+ * --copy-only stops after the initial copy; --logs copies the slave's Londiste logs (the worker's and each
+ * copy process's, with Skytools' timestamps) into DIR before the sandbox is torn down. The N rows are
+ * seeded before setup-master (the Chef data exists before chef-ha); --seed-after-setup seeds them after it.
  */
 import { spawn } from 'node:child_process';
+import { cp, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import {
   bundlePath,
   machineLine,
@@ -25,6 +31,8 @@ import {
   loadLine,
   waitForQuiet,
   withSandbox,
+  sh,
+  type SandboxNode,
 } from './lib.js';
 
 function arg(name: string, dflt: number): number {
@@ -37,6 +45,8 @@ const SECONDS = arg('--seconds', 30);
 const TPS = arg('--tps', 100);
 /** How long each phase waits for an idle machine before it measures anyway. */
 const QUIET_MS = arg('--quiet-wait-s', 180) * 1000;
+const logsAt = process.argv.indexOf('--logs');
+const LOGS = logsAt >= 0 ? process.argv[logsAt + 1] : undefined;
 
 function pct(xs: readonly number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -55,11 +65,50 @@ INSERT INTO nodes (id, authz_id, org_id, name, environment, last_updated_by, cre
          convert_to(repeat(md5('obj'||g)||md5(random()::text), 40), 'UTF8')
   FROM generate_series(1, ${n}) g;`;
 
+/** psql on chef-server's embedded cluster (where the Chef data is before setup-master moves it). */
+function embeddedSql(node: SandboxNode, text: string): Promise<string> {
+  const e = node.embeddedPostgres;
+  return sh(
+    'runuser',
+    [
+      '-u',
+      'postgres',
+      '--',
+      `${node.postgres.bindir}/psql`,
+      '-X',
+      '-q',
+      '-v',
+      'ON_ERROR_STOP=1',
+      '-h',
+      e.socketDir,
+      '-p',
+      String(e.port),
+      '-U',
+      e.superuser,
+      '-d',
+      'opscode_chef',
+      '-c',
+      text,
+    ],
+    { timeoutMs: 600_000 },
+  );
+}
+
 await withSandbox('chef-ha-bench-londiste-', { mode: 'londiste' }, async (sb) => {
   const [a, b] = pair(sb);
   console.log(`# ${await machineLine()}`);
+  // The Chef data is there before chef-ha is (as on a Chef Server that gets chef-ha, and as in the lab):
+  // the rows are seeded before setup-master, so the queue holds no events for them. --seed-after-setup
+  // seeds them after setup-master: the branch's worker then first reads (and skips) one event per row.
+  const seedAfter = process.argv.includes('--seed-after-setup');
+  if (!seedAfter) {
+    // before chef-ha, chef-server's data is in its embedded cluster: setup-master moves it
+    await embeddedSql(a, seedSql(ROWS));
+  }
   await mustCli(a, ['setup-master']);
-  await sql(a, seedSql(ROWS));
+  if (seedAfter) {
+    await sql(a, seedSql(ROWS));
+  }
   await sql(a, 'ANALYZE');
 
   // 1. initial copy
@@ -74,6 +123,17 @@ await withSandbox('chef-ha-bench-londiste-', { mode: 'londiste' }, async (sb) =>
   console.log(
     `initial copy of 3 x ${ROWS} rows: ${seconds(copyMs)} (add-table ${seconds(add?.ms ?? 0)} + daemons ${seconds(daemons?.ms ?? 0)} + until every table ok ${seconds(wait?.ms ?? 0)}); setup-slave total ${seconds(run.totalMs)}; ${loadLine()}`,
   );
+  if (LOGS !== undefined) {
+    const cfg = JSON.parse(await readFile(b.config, 'utf8')) as { londiste?: { dir?: string } };
+    const from = join(cfg.londiste?.dir ?? '/var/lib/postgresql/chef-ha-londiste', 'log');
+    await cp(from, LOGS, { recursive: true }).catch((error: unknown) => {
+      console.log(`could not copy the Londiste logs from ${from}: ${String(error)}`);
+    });
+    console.log(`the slave's Londiste logs are in ${LOGS}`);
+  }
+  if (process.argv.includes('--copy-only')) {
+    return;
+  }
 
   // 2. lag at TPS: markers into osc_users on the master, their arrival stamped by a trigger on the slave
   await sql(

@@ -56,33 +56,6 @@ export async function dumpTables(ctx: CommandContext, args: Args): Promise<strin
   return `saved in ${file} (${r.stdoutBytes.length} bytes; restore with pg_restore -d ${c.chefServer.database} --data-only)`;
 }
 
-/**
- * Asks the provider's ticker for a tick now (`pgq.force_tick`: pgqd ticks at its next
- * `ticker_period`). Each step of a table's copy hand-off (`in-copy → catching-up → wanna-sync → do-sync
- * → ok`) waits for a new batch, and on a quiet master a batch comes only every `ticker_idle_period`;
- * during the copy the ticks come as fast as the copy can use them. A failure only costs that speed:
- * it is not an error.
- */
-async function nudgeTicker(ctx: CommandContext): Promise<void> {
-  const c = ctx.config;
-  try {
-    await ctx.ports.pg.queryPeer(
-      {
-        host: c.peer.address,
-        port: c.peer.postgresPort,
-        user: c.replication.user,
-        password: await peerPassword(ctx),
-        database: c.chefServer.database,
-        connectTimeoutMs: 2_000,
-        statementTimeoutMs: 2_000,
-      },
-      `SELECT pgq.force_tick(${quoteLiteral(c.londiste.queue)})`,
-    );
-  } catch {
-    // the provider is busy or unreachable: the worker's own waits then decide, as without the nudge
-  }
-}
-
 /** Polls the local table states until every replicated table is `ok`, printing progress. */
 async function waitSync(ctx: CommandContext): Promise<string> {
   const { clock } = ctx.ports;
@@ -114,7 +87,6 @@ async function waitSync(ctx: CommandContext): Promise<string> {
         `tables not in sync after ${(ctx.config.londiste.syncTimeoutMs / 1000).toFixed(0)}s: ${line}; see ${londistePaths(ctx.config).workerLog}`,
       );
     }
-    await nudgeTicker(ctx);
     await clock.sleep(250, ctx.signal);
   }
 }

@@ -15,9 +15,6 @@ import { localPgDown, pairFacts, peerFacts, server } from '../fakes/facts.js';
 import { planRejoinLondiste } from '../../src/commands/rejoin/londiste.js';
 import { diffHashes } from '../../src/londiste/lost-rows.js';
 import { decideSwitchoverLondiste, planSwitchoverLondiste } from '../../src/commands/switchover/londiste.js';
-import { runLondisteAction } from '../../src/londiste/actions.js';
-import { statePaths } from '../../src/core/context.js';
-import { commandContext } from '../fakes/context.js';
 
 const cfg = config({ replication: { mode: 'londiste' } });
 const slaveCfg = standbyConfig({ replication: { mode: 'londiste' } });
@@ -524,68 +521,5 @@ describe('decideSwitchoverLondiste / planSwitchoverLondiste', () => {
       ).hint ?? '',
       /rejoin/,
     );
-  });
-});
-
-describe('londiste wait-sync (the setup-slave and rejoin wait for every table ok)', () => {
-  const slave = standbyConfig({ replication: { mode: 'londiste' } });
-  /** The local node's answers: the tables copy for `copyingRounds` polls, then all are ok. */
-  function scripted(copyingRounds: number, forceTick: 'answers' | 'fails') {
-    const made = commandContext({ config: slave });
-    made.files.seed(`${statePaths(slave).secrets}/replication.password`, 's3cret\n', 0o600);
-    made.pg
-      .answer(/'chefTables'/, [{ j: { extensions: true, chefTables: [], grantsDone: true } }], 'local')
-      .answer(
-        /'tables'/,
-        (_sql, call) => [
-          {
-            j: {
-              node: null,
-              queue: null,
-              members: [],
-              consumers: [],
-              tables: TABLES.map((t) => ({
-                table: `public.${t}`,
-                local: true,
-                state: call > copyingRounds ? 'ok' : 'in-copy',
-              })),
-            },
-          },
-        ],
-        'local',
-      );
-    if (forceTick === 'fails') {
-      made.pg.fail(/pgq\.force_tick/, 'connection refused', 'peer');
-    } else {
-      made.pg.answer(/pgq\.force_tick/, [{ force_tick: 7 }], 'peer');
-    }
-    return made;
-  }
-  const forceTicks = (made: ReturnType<typeof scripted>) =>
-    made.pg.calls.filter((c) => c.method === 'queryPeer' && /pgq\.force_tick\('chef_ha'\)/.test(c.sql));
-
-  test("asks the provider's ticker for a tick on every poll while a table is not ok, as the replication role", async () => {
-    const made = scripted(3, 'answers');
-    const note = await runLondisteAction(made.ctx, { op: 'wait-sync' });
-    assert.match(String(note), /all 3 tables ok/);
-    const ticks = forceTicks(made);
-    assert.equal(ticks.length, 3);
-    const first = ticks[0];
-    assert.ok(first?.method === 'queryPeer');
-    assert.equal(first.target.user, slave.replication.user);
-    assert.equal(first.target.host, slave.peer.address);
-  });
-
-  test('a provider that refuses the tick only loses the speed-up: the wait goes on to ok', async () => {
-    const made = scripted(2, 'fails');
-    const note = await runLondisteAction(made.ctx, { op: 'wait-sync' });
-    assert.match(String(note), /all 3 tables ok/);
-    assert.equal(forceTicks(made).length, 2);
-  });
-
-  test('tables already ok: no tick is asked for', async () => {
-    const made = scripted(0, 'answers');
-    await runLondisteAction(made.ctx, { op: 'wait-sync' });
-    assert.equal(forceTicks(made).length, 0);
   });
 });

@@ -5,6 +5,7 @@
 import * as path from 'node:path';
 import type { Config } from './config.js';
 import type { LocalPgTarget } from '../ports/index.js';
+import { SqlError } from '../ports/postgres.js';
 import type { CommandContext } from './context.js';
 import { embeddedTarget, localTarget, peerTarget, stagingDataDir, statePaths } from './context.js';
 import { describeError } from './errors.js';
@@ -214,7 +215,13 @@ export async function readServer(
   let row: CombinedRow | undefined;
   try {
     row = (await query<CombinedRow>(combinedQuery(f, extrasFor(f))))[0];
-  } catch {
+  } catch (error) {
+    // A server of another major may refuse the combined query: ask it its version. A server that was
+    // not reached would only make the version query wait out the connect timeout a second time (a
+    // partitioned peer held every failover for twice the timeout).
+    if (error instanceof SqlError && !error.serverAnswered) {
+      throw error;
+    }
     row = undefined;
   }
   const versionNum =

@@ -30,9 +30,20 @@ export interface PeerPgTarget {
 /** A SQL error or an unreachable server, with the SQL that was sent. */
 export class SqlError extends CommandError {
   readonly sqlState: string | undefined;
-  constructor(sql: string, message: string, sqlState?: string, options?: ErrorOptions) {
+  /**
+   * The server was reached and answered with an error (a statement it refused); false when the
+   * connection failed, timed out or broke, so that retrying another statement would only wait again.
+   */
+  readonly serverAnswered: boolean;
+  constructor(
+    sql: string,
+    message: string,
+    sqlState?: string,
+    options?: ErrorOptions & { readonly serverAnswered?: boolean },
+  ) {
     super(`SQL ${sql.trim().split('\n')[0]?.slice(0, 160) ?? ''}`, undefined, '', message, options);
     this.sqlState = sqlState;
+    this.serverAnswered = options?.serverAnswered ?? sqlState !== undefined;
   }
 }
 
@@ -92,7 +103,10 @@ export function createPostgres(shell: Shell, applicationName: string): Postgres 
     });
     if (result.exitCode !== 0) {
       const state = /ERROR: {2}([0-9A-Z]{5}):/.exec(result.stderr)?.[1];
-      throw new SqlError(sql, result.stderr.trim() || `psql exited ${result.exitCode}`, state);
+      // psql exits 3 when a statement failed (ON_ERROR_STOP), 2 when the connection failed or broke
+      throw new SqlError(sql, result.stderr.trim() || `psql exited ${result.exitCode}`, state, {
+        serverAnswered: result.exitCode === 3,
+      });
     }
     return result.stdout;
   };
@@ -134,6 +148,7 @@ export function createPostgres(shell: Shell, applicationName: string): Postgres 
         const e = error as { message?: string; code?: string };
         throw new SqlError(sql, `${target.host}:${target.port}: ${e.message ?? String(error)}`, e.code, {
           cause: error,
+          serverAnswered: error instanceof pg.DatabaseError,
         });
       } finally {
         await client.end().catch(() => undefined);

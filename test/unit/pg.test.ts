@@ -18,6 +18,8 @@ import { buildConninfo, confString, conninfoValue, quoteIdent, quoteLiteral } fr
 import { createHash, createHmac } from 'node:crypto';
 import { md5Verifier, scramSha256Verifier } from '../../src/pg/scram.js';
 import { renderServiceCommand, type ServiceCommand } from '../../src/pg/manager.js';
+import { readServer } from '../../src/core/facts.js';
+import { SqlError } from '../../src/ports/postgres.js';
 import { config } from '../fakes/config.js';
 
 // src/pg/version.ts
@@ -716,5 +718,48 @@ describe('renderServiceCommand with pg_ctl', () => {
       user: 'postgres',
       timeoutMs: 50_500,
     });
+  });
+});
+
+describe('readServer when the first query fails', () => {
+  const versionQuery = /^SELECT current_setting\('server_version_num'\)::int AS v$/;
+  test('a server that was not reached is not asked a second time (one connect timeout, not two)', async () => {
+    const asked: string[] = [];
+    const query = <T>(sql: string): Promise<T[]> => {
+      asked.push(sql);
+      return Promise.reject(new SqlError(sql, '10.0.0.2:5432: timeout expired', undefined));
+    };
+    await assert.rejects(
+      readServer(query, '15', () => ({})),
+      /timeout expired/,
+    );
+    assert.equal(asked.length, 1);
+  });
+
+  test('a server that refused the combined query is asked its version, then asked again', async () => {
+    const asked: string[] = [];
+    const query = <T>(sql: string): Promise<T[]> => {
+      asked.push(sql);
+      if (asked.length === 1) {
+        return Promise.reject(new SqlError(sql, 'column "x" does not exist', '42703'));
+      }
+      if (versionQuery.test(sql)) {
+        return Promise.resolve([{ v: 150018 }] as T[]);
+      }
+      return Promise.resolve([
+        {
+          version_num: 150018,
+          state: { in_recovery: false, current_lsn: '0/3000000', checkpoint_timeline: 1 },
+          timeline: { timeline: 1 },
+          replication: [],
+          wal_receiver: null,
+        },
+      ] as T[]);
+    };
+    const { server } = await readServer(query, '15', () => ({}));
+    assert.equal(server.major, '15');
+    assert.equal(server.inRecovery, false);
+    assert.equal(asked.length, 3);
+    assert.match(asked[1] ?? '', versionQuery);
   });
 });

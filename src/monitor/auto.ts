@@ -81,6 +81,7 @@ export class AutoFailover {
   private peerWritableAt: number | undefined;
   private cycle: Promise<void> | undefined;
   private lastCycleAt = 0;
+  private stopped = false;
   private takeover: Promise<void> | undefined;
   private takeoverRefusedAt = 0;
   private lastReason = '';
@@ -117,7 +118,23 @@ export class AutoFailover {
         loopMs: c.failover.loopMs,
       },
     );
-    return new AutoFailover(ctx, dcs);
+    const auto = new AutoFailover(ctx, dcs);
+    // A standby learns that the key is gone when etcd deletes it, not up to failover.loopMs later.
+    dcs.watchLeaderGone(() => {
+      auto.startCycle(ctx.ports.clock.now());
+    });
+    return auto;
+  }
+
+  /** Starts a store cycle unless one runs (every failover.loopMs, and when the leader key goes). */
+  private startCycle(now: number): void {
+    if (this.cycle !== undefined || this.stopped) {
+      return;
+    }
+    this.lastCycleAt = now;
+    this.cycle = this.runCycle().finally(() => {
+      this.cycle = undefined;
+    });
   }
 
   /** The peer probe's answer (the loop probes it in the background). */
@@ -199,11 +216,8 @@ export class AutoFailover {
       this.lastPrimarySample = local;
     }
     this.downSamples = local ? 0 : this.downSamples + 1;
-    if (this.cycle === undefined && now - this.lastCycleAt >= this.ctx.config.failover.loopMs) {
-      this.lastCycleAt = now;
-      this.cycle = this.runCycle().finally(() => {
-        this.cycle = undefined;
-      });
+    if (now - this.lastCycleAt >= this.ctx.config.failover.loopMs) {
+      this.startCycle(now);
     }
     if (fenced) {
       return undefined;
@@ -415,7 +429,9 @@ export class AutoFailover {
     try {
       // The peer is asked with the monitor's short peer timeout: a cut-off old primary must not hold
       // the takeover for the default connect timeout.
+      const factsFrom = ctx.ports.clock.now();
       const facts = await gatherPairFacts(withShortPeerTimeouts(ctx));
+      const factsMs = ctx.ports.clock.now() - factsFrom;
       const decision = decideFailover(facts, config, { force: false });
       if (decision.action === 'refuse') {
         refuse(decision.reason);
@@ -453,9 +469,18 @@ export class AutoFailover {
         }
         this.holding = { ...h, renewedAt: sentAt };
         this.noteAcquired(h, { node: me, timeline: null, lsn: received, sync: false, renewedAt: '' });
+        const acquireMs = ctx.ports.clock.now() - sentAt;
         reporter.event(
-          `monitor: leader: ${me} took the leader key (term ${h.term}): ${d.reason}; ${eligible.reason}; failing over`,
-          { event: 'takeover', node: me, term: h.term, reason: d.reason, eligibility: eligible.reason },
+          `monitor: leader: ${me} took the leader key (term ${h.term}): ${d.reason}; ${eligible.reason}; failing over (facts ${factsMs} ms, etcd ${acquireMs} ms)`,
+          {
+            event: 'takeover',
+            node: me,
+            term: h.term,
+            reason: d.reason,
+            eligibility: eligible.reason,
+            factsMs,
+            acquireMs,
+          },
         );
       }
       const rendered = renderManagedFiles(ctx, { role: 'primary' });
@@ -478,6 +503,7 @@ export class AutoFailover {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     await this.cycle;
     await this.takeover;
     this.dcs.close();

@@ -14,6 +14,7 @@
  *                 once the leader key has expired (was it synchronous at the last renewal, which LSN)
  *   paused        present: automatic actions are paused cluster-wide (`chef-ha-ctl pause`)
  */
+import type { Watcher } from 'etcd3';
 import type { Config } from '../core/config.js';
 
 /** The leader key's value. */
@@ -66,6 +67,12 @@ export interface Dcs {
    */
   release(holding: Holding, record: Omit<LeaderRecord, 'term'>): Promise<boolean>;
   setPaused(paused: { at: string; by: string; reason: string } | undefined): Promise<void>;
+  /**
+   * Calls `gone` each time the leader key is deleted (its lease expired or was revoked), from an etcd
+   * watch: a standby need not wait for its next read to learn that the key is free. Only a hint: the
+   * reads decide, and a watch that cannot be set up (etcd unreachable) is tried again every second.
+   */
+  watchLeaderGone(gone: () => void): void;
   close(): void;
 }
 
@@ -145,6 +152,9 @@ export async function openEtcdDcs(config: Config): Promise<Dcs> {
   const t = e.requestTimeoutMs;
   type LeaseHandle = ReturnType<typeof client.lease>;
   const leases = new Map<string, LeaseHandle>();
+  let watcher: Watcher | undefined;
+  let retryTimer: NodeJS.Timeout | undefined;
+  let closed = false;
   const value = (term: number, record: Omit<LeaderRecord, 'term'>, released = false): string =>
     JSON.stringify({ ...record, term, ...(released ? { released: true } : {}) });
   return {
@@ -271,7 +281,37 @@ export async function openEtcdDcs(config: Config): Promise<Dcs> {
         await deadline(client.put(keys.paused).value(JSON.stringify(paused)).exec(), t, 'the pause');
       }
     },
+    watchLeaderGone(gone) {
+      const start = (): void => {
+        client
+          .watch()
+          .key(keys.leader)
+          .create()
+          .then(
+            (w) => {
+              if (closed) {
+                void w.cancel().catch(() => undefined);
+                return;
+              }
+              watcher = w;
+              w.on('delete', () => {
+                gone();
+              });
+              w.on('error', () => undefined);
+            },
+            () => {
+              if (!closed) {
+                retryTimer = setTimeout(start, 1000);
+              }
+            },
+          );
+      };
+      start();
+    },
     close() {
+      closed = true;
+      clearTimeout(retryTimer);
+      void watcher?.cancel().catch(() => undefined);
       for (const lease of leases.values()) {
         lease.removeAllListeners();
       }

@@ -1,11 +1,12 @@
 /**
  * Benchmark of automatic failover with etcd (no operator: the monitors fail over by themselves).
  *
- *   npx tsx bench/etcd.ts [--runs 10] [--fault both|kill|partition] [--trace]
+ *   npx tsx bench/etcd.ts [--runs 10] [--fault both|kill|partition] [--trace] [--ttl-ms N]
  *                                                  RTO from kill -9 of the master's PostgreSQL, and from a
  *                                                  partition of the master, to the first write acknowledged
  *                                                  through HAProxy by the new primary; median and p95 each;
- *                                                  --trace prints the new primary's monitor events per run
+ *                                                  --trace prints the new primary's monitor events per run;
+ *                                                  --ttl-ms sets failover.ttlMs (default 10000) first
  *   npx tsx bench/etcd.ts --random-minutes 10      random faults (kill -9, partition, node freeze, etcd
  *                                                  host cut off) for that long, writer + sampler + the
  *                                                  lost-write checker of the fault suite running throughout
@@ -15,9 +16,18 @@
  * nodes. After each takeover the old master is healed and rejoined (`chef-ha-ctl rejoin`), so the roles
  * alternate. Needs root and a built CLI (`npm run build`).
  */
+import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { inRecovery, makeTempDir } from '../test/e2e/helpers.js';
-import { cutLink, downSandbox, healLink, healNode, partitionNode } from '../test/sandbox/index.js';
+import {
+  cutLink,
+  downSandbox,
+  healLink,
+  healNode,
+  partitionNode,
+  startServices,
+  stopServices,
+} from '../test/sandbox/index.js';
 import {
   Sampler,
   Writer,
@@ -30,17 +40,19 @@ import {
 import {
   isFenced,
   monitorLines,
+  openNodeDcs,
   prepareAutoPair,
   signalNode,
   waitTakeoverDone,
 } from '../test/faults/etcd-lib.js';
-import { loadLine, machineLine, median, sleep } from './lib.js';
+import { loadLine, machineLine, median, mustCli, sleep } from './lib.js';
 
 const { values } = parseArgs({
   options: {
     runs: { type: 'string', default: '10' },
     'random-minutes': { type: 'string' },
     fault: { type: 'string', default: 'both' },
+    'ttl-ms': { type: 'string' },
     trace: { type: 'boolean', default: false },
   },
 });
@@ -91,6 +103,37 @@ async function inject(pair: Pair, fault: Fault): Promise<(() => Promise<void>) |
         await healLink(pair.sb, pair.master.name, 'proxy');
         await healLink(pair.sb, pair.standby.name, 'proxy');
       };
+  }
+}
+
+/**
+ * --ttl-ms: failover.ttlMs in both nodes' chef-ha.json, `check` run on each (it refuses incoherent
+ * timings), then health-server and monitor restarted, as an operator changing the setting would.
+ */
+async function setTtl(pair: Pair, ttlMs: number): Promise<void> {
+  for (const n of pair.sb.nodes) {
+    const cfg = JSON.parse(await readFile(n.config, 'utf8')) as { failover?: Record<string, unknown> };
+    cfg.failover = { ...cfg.failover, ttlMs };
+    await writeFile(n.config, `${JSON.stringify(cfg, null, 2)}\n`);
+    await mustCli(n, ['check']);
+  }
+  await stopServices(pair.sb);
+  await startServices(pair.sb);
+  const dcs = await openNodeDcs(pair.master);
+  try {
+    for (let i = 0; i < 240; i++) {
+      const v = await dcs.read().catch(() => undefined);
+      if (v?.leader?.node === pair.master.name) {
+        console.log(
+          `failover.ttlMs ${ttlMs} on both nodes (check passed); ${pair.master.name} holds the key`,
+        );
+        return;
+      }
+      await sleep(250);
+    }
+    throw new Error(`${pair.master.name} did not take the leader key again after the restart`);
+  } finally {
+    dcs.close();
   }
 }
 
@@ -162,6 +205,9 @@ async function main(): Promise<void> {
   const dir = await makeTempDir('chef-ha-bench-etcd-');
   try {
     const pair = await prepareAutoPair(dir);
+    if (values['ttl-ms'] !== undefined) {
+      await setTtl(pair, Number(values['ttl-ms']));
+    }
     const writer = new Writer(pair.sb, `bench${Date.now()}`);
     const sampler = new Sampler(pair.sb);
     const transitions: Transition[] = [];

@@ -31,9 +31,9 @@ import {
   loadLine,
   waitForQuiet,
   withSandbox,
-  sh,
   type SandboxNode,
 } from './lib.js';
+import { psqlScript } from '../test/sandbox/standins/psql.js';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(name);
@@ -66,32 +66,13 @@ INSERT INTO nodes (id, authz_id, org_id, name, environment, last_updated_by, cre
   FROM generate_series(1, ${n}) g;`;
 
 /** psql on chef-server's embedded cluster (where the Chef data is before setup-master moves it). */
-function embeddedSql(node: SandboxNode, text: string): Promise<string> {
+async function embeddedSql(node: SandboxNode, text: string): Promise<void> {
   const e = node.embeddedPostgres;
-  return sh(
-    'runuser',
-    [
-      '-u',
-      'postgres',
-      '--',
-      `${node.postgres.bindir}/psql`,
-      '-X',
-      '-q',
-      '-v',
-      'ON_ERROR_STOP=1',
-      '-h',
-      e.socketDir,
-      '-p',
-      String(e.port),
-      '-U',
-      e.superuser,
-      '-d',
-      'opscode_chef',
-      '-c',
-      text,
-    ],
-    { timeoutMs: 600_000 },
-  );
+  const target = { osUser: 'postgres', bindir: node.postgres.bindir, socketDir: e.socketDir, port: e.port };
+  const r = await psqlScript({ ...target, user: e.superuser }, 'opscode_chef', text);
+  if (r.code !== 0) {
+    throw new Error(`psql on ${node.name}'s embedded cluster exited ${r.code}: ${r.stderr.trim()}`);
+  }
 }
 
 await withSandbox('chef-ha-bench-londiste-', { mode: 'londiste' }, async (sb) => {

@@ -16,7 +16,7 @@
  * nodes. After each takeover the old master is healed and rejoined (`chef-ha-ctl rejoin`), so the roles
  * alternate. Needs root and a built CLI (`npm run build`).
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { inRecovery, makeTempDir } from '../test/e2e/helpers.js';
 import {
@@ -298,6 +298,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await downSandbox(dir);
+    await rm(dir, { recursive: true, force: true });
   }
 }
 

@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tar from 'tar';
 import { createHash } from 'node:crypto';
@@ -47,6 +47,7 @@ describe('bad input and unsafe requests', { timeout: 900_000 }, () => {
 
   after(async () => {
     await downSandbox(dir);
+    await rm(dir, { recursive: true, force: true });
   });
 
   /** A copy of a node's config with some keys changed. */

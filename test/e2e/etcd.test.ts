@@ -6,7 +6,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseConfig, type Config } from '../../src/core/config.js';
 import { openEtcdDcs, type Dcs } from '../../src/monitor/dcs.js';
@@ -98,6 +98,9 @@ describe('etcd (real, one member) as the store of automatic failover', { timeout
     }
     if (base > 0) {
       await releasePorts(dir, base);
+    }
+    if (dir !== '') {
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

@@ -20,6 +20,7 @@
  * Run: npm run build && npm run test:faults:etcd
  */
 import assert from 'node:assert/strict';
+import { rm } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import { makeTempDir, inRecovery, runCli } from '../e2e/helpers.js';
 import { cutLink, downSandbox, healLink, healNode, partitionNode } from '../sandbox/index.js';
@@ -157,6 +158,7 @@ describe('automatic failover with etcd, sync streaming', { timeout: 1_800_000 },
     dcs?.close();
     if (dir !== '') {
       await downSandbox(dir);
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

@@ -67,7 +67,16 @@ export async function startHealthServer(o: HealthServerOptions): Promise<Running
       }
       snapshot = next;
       snapshotStartedAt = startedAt;
-      if (recheck && startedAt >= recheck.since) {
+      // The re-check after a gap ends with a snapshot taken since that has reached the peer. A probe that
+      // still finds the peer unreachable does not end it at once: right after a cut heals, the first
+      // connection can still be lost (a SYN dropped while the link came back), and the old primary would
+      // answer 200 beside the promoted peer until its next snapshot (the fault bench saw 0.4-0.9 s of
+      // that). Only when the peer stays unreachable for recheckAfterGapMs is it taken as gone.
+      if (
+        recheck &&
+        startedAt >= recheck.since &&
+        (next.peer.reachable || startedAt - recheck.since >= o.recheckAfterGapMs)
+      ) {
         recheck = undefined;
       }
       const e = evaluateSnapshot(next, { now: o.now(), staleMs: o.staleMs });

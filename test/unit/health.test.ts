@@ -425,7 +425,7 @@ describe('health HTTP server', () => {
     assert.match(status.checks.primary_reason, /writable primary too|newer timeline/);
   });
 
-  test('after a gap, a re-check that still finds the peer unreachable gives 200 back', async (t) => {
+  test('after a gap, a peer that stays unreachable for recheckAfterGapMs is taken as gone: 200 comes back', async (t) => {
     let clock = Date.now();
     const running = await serve({
       refreshMs: 60_000,
@@ -435,12 +435,65 @@ describe('health HTTP server', () => {
       now: () => clock,
     });
     t.after(() => running.close());
-    const primary = async (): Promise<number> =>
-      (await fetch(`http://127.0.0.1:${running.port}/primary`)).status;
+    const base = `http://127.0.0.1:${running.port}`;
+    const primary = async (): Promise<number> => (await fetch(`${base}/primary`)).status;
+    const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
     clock += 4000;
     assert.equal(await primary(), 503);
-    await new Promise((r) => setTimeout(r, 20));
+    await settle();
+    assert.equal(await primary(), 503, 'one probe that did not reach the peer is not enough');
+    // HAProxy's checks keep coming (no new gap) while the peer stays unreachable
+    for (let i = 0; i < 3; i++) {
+      clock += 1000;
+      assert.equal(await primary(), 503);
+    }
+    await fetch(`${base}/refresh`);
+    await settle();
     assert.equal(await primary(), 200);
+  });
+
+  test('after a gap, a first re-check that loses its connection and a second that finds the peer promoted: never 200', async (t) => {
+    let clock = Date.now();
+    let probes = 0;
+    let afterGap = false;
+    const running = await serve({
+      refreshMs: 60_000,
+      staleMs: 60_000,
+      recheckAfterGapMs: 3000,
+      probe: () => {
+        probes += 1;
+        if (!afterGap) {
+          return Promise.resolve(
+            snap({ takenAt: clock, peer: { reachable: false, error: 'timeout expired' } }),
+          );
+        }
+        // the first probe after the heal loses its connection; the next one reaches the promoted peer
+        return Promise.resolve(
+          probes === 2
+            ? snap({ takenAt: clock, peer: { reachable: false, error: 'timeout expired' } })
+            : snap({
+                takenAt: clock,
+                peer: { reachable: true, server: server({ timeline: 2, standbys: [] }) },
+              }),
+        );
+      },
+      now: () => clock,
+    });
+    t.after(() => running.close());
+    const base = `http://127.0.0.1:${running.port}`;
+    const primary = async (): Promise<number> => (await fetch(`${base}/primary`)).status;
+    const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
+    clock += 5000;
+    afterGap = true;
+    assert.equal(await primary(), 503);
+    await settle();
+    assert.equal(probes, 2);
+    assert.equal(await primary(), 503, 'the lost connection leaves the re-check open');
+    clock += 1000;
+    await fetch(`${base}/refresh`);
+    await settle();
+    assert.equal(probes, 3);
+    assert.equal(await primary(), 503, 'the peer is promoted: 503 for that reason');
   });
 
   test('GET /refresh takes a new snapshot at once (coalesced) and answers 204', async (t) => {

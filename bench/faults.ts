@@ -85,6 +85,17 @@ for (const sync of modes) {
           console.log(
             `${mode} run ${run} ${sc.name}: ${r.verdict.acks} acks, lost ${r.verdict.lost.length}, fenced ${r.verdict.fencedWrites.length}, double-200 ${r.double200}/${r.samples}, ${((Date.now() - started) / 1000).toFixed(1)} s${r.failover?.forcedCode === undefined ? '' : ' (failover needed --force)'}; ${loadLine()}`,
           );
+          // when the double-200 samples were taken: after the scenario's start and its first failover
+          if (r.doubles.length > 0) {
+            const failoverAt = r.transitions[0]?.at;
+            const rel = (iso: string): string => {
+              const at = Date.parse(iso);
+              return `+${((at - started) / 1000).toFixed(2)} s${failoverAt === undefined ? '' : ` (failover start +${((at - failoverAt) / 1000).toFixed(2)} s)`}`;
+            };
+            console.log(
+              `  double-200 samples at ${r.doubles.map(rel).join(', ')}; notes: ${r.notes.join('; ')}`,
+            );
+          }
         } catch (error) {
           row.failed += 1;
           failures += 1;

@@ -11,10 +11,10 @@ interface Found {
 
 /**
  * This module runs from src/core (tests, tsx) or from a bundle file in dist/ or dist/chunks (the build,
- * the package): the package.json named chef-ha is the nearest of the candidates.
+ * the package): chef-ha's package.json is one or two folders up.
  */
 function findPackage(): Found {
-  for (const candidate of ['../package.json', '../../package.json', '../../../package.json']) {
+  for (const candidate of ['../package.json', '../../package.json']) {
     let file: string;
     try {
       file = require.resolve(candidate);

@@ -80,11 +80,6 @@ export interface RealPortsOptions {
   readonly secrets: () => readonly string[];
 }
 
-/** The package root: the folder of chef-ha's package.json (src/ or the bundle in dist/ are below it). */
-export function packageRoot(): string {
-  return PACKAGE_ROOT;
-}
-
 /** See Process.selfCommand. In the package, root is <prefix>/embedded/lib/chef-ha. */
 function selfCommand(root: string): [string, ...string[]] {
   if (root.endsWith(path.join('embedded', 'lib', 'chef-ha'))) {
@@ -105,7 +100,7 @@ export function createRealPorts(options: RealPortsOptions): Ports {
     { secrets: options.secrets, log: options.log, signal: options.signal, isRoot, currentUser: user },
     (p) => files.canExecute(p),
   );
-  const root = packageRoot();
+  const root = PACKAGE_ROOT;
   return {
     shell,
     pg: createPostgres(shell, options.applicationName),

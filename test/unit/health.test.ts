@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import { answer, evaluateSnapshot, parseLagBound } from '../../src/health/answer.js';
 import type { HealthSnapshot, ServerView } from '../../src/health/snapshot.js';
 import {
@@ -319,6 +319,48 @@ function serve(
   });
 }
 
+const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
+const unreachablePeer = (takenAt: number): HealthSnapshot =>
+  snap({ takenAt, peer: { reachable: false, error: 'timeout expired' } });
+const promotedPeer = (takenAt: number): HealthSnapshot =>
+  snap({ takenAt, peer: { reachable: true, server: server({ timeline: 2, standbys: [] }) } });
+
+/**
+ * A health server on a clock the test moves, with the gap rule at 3 s and no refresh of its own (only
+ * the first snapshot, the re-checks and GET /refresh probe); the probe gets the clock's time.
+ */
+async function gapServer(
+  t: TestContext,
+  probe: (now: number) => Promise<HealthSnapshot>,
+): Promise<{
+  readonly base: string;
+  advance(ms: number): void;
+  primary(): Promise<number>;
+  refresh(): Promise<void>;
+}> {
+  let clock = Date.now();
+  const running = await serve({
+    refreshMs: 60_000,
+    staleMs: 60_000,
+    recheckAfterGapMs: 3000,
+    probe: () => probe(clock),
+    now: () => clock,
+  });
+  t.after(() => running.close());
+  const base = `http://127.0.0.1:${running.port}`;
+  return {
+    base,
+    advance(ms) {
+      clock += ms;
+    },
+    primary: async () => (await fetch(`${base}/primary`)).status,
+    async refresh() {
+      await fetch(`${base}/refresh`);
+      await settle();
+    },
+  };
+}
+
 describe('health HTTP server', () => {
   test('serves the snapshot, survives garbage requests, and answers 400/404/405', async (t) => {
     let probes = 0;
@@ -376,124 +418,72 @@ describe('health HTTP server', () => {
   });
 
   test('an old primary cut off and then reconnected answers 503 on /primary until it has probed its peer again', async (t) => {
-    let clock = Date.now();
     // While cut off, every probe finds the peer unreachable; after the heal the peer answers promoted.
     let healed = false;
     let releaseProbe: (() => void) | undefined;
-    const cutOff = (): HealthSnapshot =>
-      snap({ takenAt: clock, peer: { reachable: false, error: 'timeout expired' } });
-    const promotedPeer = (): HealthSnapshot =>
-      snap({
-        takenAt: clock,
-        peer: { reachable: true, server: server({ timeline: 2, standbys: [] }) },
-      });
-    const running = await serve({
-      refreshMs: 60_000,
-      staleMs: 60_000,
-      recheckAfterGapMs: 3000,
-      probe: () =>
-        healed
-          ? new Promise<HealthSnapshot>((resolve) => {
-              releaseProbe = () => {
-                resolve(promotedPeer());
-              };
-            })
-          : Promise.resolve(cutOff()),
-      now: () => clock,
-    });
-    t.after(() => running.close());
-    const primary = async (): Promise<number> =>
-      (await fetch(`http://127.0.0.1:${running.port}/primary`)).status;
+    const s = await gapServer(t, (now) =>
+      healed
+        ? new Promise<HealthSnapshot>((resolve) => {
+            releaseProbe = () => {
+              resolve(promotedPeer(now));
+            };
+          })
+        : Promise.resolve(unreachablePeer(now)),
+    );
     // Checks keep coming: a primary whose standby is gone stays 200.
-    assert.equal(await primary(), 200);
-    clock += 1000;
-    assert.equal(await primary(), 200);
+    assert.equal(await s.primary(), 200);
+    s.advance(1000);
+    assert.equal(await s.primary(), 200);
     // No request for 5 s (this node was cut off), then the link is back: the peer must be re-checked.
-    clock += 5000;
+    s.advance(5000);
     healed = true;
-    assert.equal(await primary(), 503);
-    clock += 100;
-    assert.equal(await primary(), 503, 'still 503 while the re-check runs');
+    assert.equal(await s.primary(), 503);
+    s.advance(100);
+    assert.equal(await s.primary(), 503, 'still 503 while the re-check runs');
     assert.ok(releaseProbe, 'the re-check probe was started at once');
     releaseProbe();
-    await new Promise((r) => setTimeout(r, 20));
+    await settle();
     // The re-check found the peer promoted: 503 for that reason now.
-    assert.equal(await primary(), 503);
-    const status = (await (await fetch(`http://127.0.0.1:${running.port}/status`)).json()) as {
+    assert.equal(await s.primary(), 503);
+    const status = (await (await fetch(`${s.base}/status`)).json()) as {
       checks: { primary_reason: string };
     };
     assert.match(status.checks.primary_reason, /writable primary too|newer timeline/);
   });
 
   test('after a gap, a peer that stays unreachable for recheckAfterGapMs is taken as gone: 200 comes back', async (t) => {
-    let clock = Date.now();
-    const running = await serve({
-      refreshMs: 60_000,
-      staleMs: 60_000,
-      recheckAfterGapMs: 3000,
-      probe: () => Promise.resolve(snap({ takenAt: clock, peer: { reachable: false, error: 'refused' } })),
-      now: () => clock,
-    });
-    t.after(() => running.close());
-    const base = `http://127.0.0.1:${running.port}`;
-    const primary = async (): Promise<number> => (await fetch(`${base}/primary`)).status;
-    const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
-    clock += 4000;
-    assert.equal(await primary(), 503);
+    const s = await gapServer(t, (now) => Promise.resolve(unreachablePeer(now)));
+    s.advance(4000);
+    assert.equal(await s.primary(), 503);
     await settle();
-    assert.equal(await primary(), 503, 'one probe that did not reach the peer is not enough');
+    assert.equal(await s.primary(), 503, 'one probe that did not reach the peer is not enough');
     // HAProxy's checks keep coming (no new gap) while the peer stays unreachable
     for (let i = 0; i < 3; i++) {
-      clock += 1000;
-      assert.equal(await primary(), 503);
+      s.advance(1000);
+      assert.equal(await s.primary(), 503);
     }
-    await fetch(`${base}/refresh`);
-    await settle();
-    assert.equal(await primary(), 200);
+    await s.refresh();
+    assert.equal(await s.primary(), 200);
   });
 
   test('after a gap, a first re-check that loses its connection and a second that finds the peer promoted: never 200', async (t) => {
-    let clock = Date.now();
     let probes = 0;
     let afterGap = false;
-    const running = await serve({
-      refreshMs: 60_000,
-      staleMs: 60_000,
-      recheckAfterGapMs: 3000,
-      probe: () => {
-        probes += 1;
-        if (!afterGap) {
-          return Promise.resolve(
-            snap({ takenAt: clock, peer: { reachable: false, error: 'timeout expired' } }),
-          );
-        }
-        // the first probe after the heal loses its connection; the next one reaches the promoted peer
-        return Promise.resolve(
-          probes === 2
-            ? snap({ takenAt: clock, peer: { reachable: false, error: 'timeout expired' } })
-            : snap({
-                takenAt: clock,
-                peer: { reachable: true, server: server({ timeline: 2, standbys: [] }) },
-              }),
-        );
-      },
-      now: () => clock,
+    // the first probe after the heal loses its connection; the next one reaches the promoted peer
+    const s = await gapServer(t, (now) => {
+      probes += 1;
+      return Promise.resolve(!afterGap || probes === 2 ? unreachablePeer(now) : promotedPeer(now));
     });
-    t.after(() => running.close());
-    const base = `http://127.0.0.1:${running.port}`;
-    const primary = async (): Promise<number> => (await fetch(`${base}/primary`)).status;
-    const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
-    clock += 5000;
+    s.advance(5000);
     afterGap = true;
-    assert.equal(await primary(), 503);
+    assert.equal(await s.primary(), 503);
     await settle();
     assert.equal(probes, 2);
-    assert.equal(await primary(), 503, 'the lost connection leaves the re-check open');
-    clock += 1000;
-    await fetch(`${base}/refresh`);
-    await settle();
+    assert.equal(await s.primary(), 503, 'the lost connection leaves the re-check open');
+    s.advance(1000);
+    await s.refresh();
     assert.equal(probes, 3);
-    assert.equal(await primary(), 503, 'the peer is promoted: 503 for that reason');
+    assert.equal(await s.primary(), 503, 'the peer is promoted: 503 for that reason');
   });
 
   test('GET /refresh takes a new snapshot at once (coalesced) and answers 204', async (t) => {

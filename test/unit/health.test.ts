@@ -361,37 +361,43 @@ async function gapServer(
   };
 }
 
+/** A health server on the real clock whose probe counts its calls and always finds a healthy pair. */
+async function countingServer(
+  t: TestContext,
+  refreshMs: number,
+  staleMs: number,
+): Promise<{ readonly base: string; readonly port: number; readonly probes: () => number }> {
+  let probes = 0;
+  const running = await serve({
+    refreshMs,
+    staleMs,
+    recheckAfterGapMs: 60_000,
+    probe: () => {
+      probes += 1;
+      return Promise.resolve({ ...snap(), takenAt: Date.now() });
+    },
+    now: () => Date.now(),
+  });
+  t.after(() => running.close());
+  return { base: `http://127.0.0.1:${running.port}`, port: running.port, probes: () => probes };
+}
+
 describe('health HTTP server', () => {
   test('serves the snapshot, survives garbage requests, and answers 400/404/405', async (t) => {
-    let probes = 0;
-    const running = await serve({
-      refreshMs: 50,
-      staleMs: 5000,
-      recheckAfterGapMs: 60_000,
-      probe: () => {
-        probes += 1;
-        return Promise.resolve({ ...snap(), takenAt: Date.now() });
-      },
-      now: () => Date.now(),
-    });
-    t.after(() => running.close());
-    const base = `http://127.0.0.1:${running.port}`;
+    const { base, port, probes } = await countingServer(t, 50, 5000);
     assert.equal((await fetch(`${base}/primary`)).status, 200);
     assert.equal((await fetch(`${base}/replica`)).status, 503);
     assert.equal((await fetch(`${base}/primary`, { method: 'POST', body: 'x' })).status, 405);
     assert.equal((await fetch(`${base}/zzz`)).status, 404);
-    assert.match(await raw(running.port, 'GARBAGE\r\n\r\n'), /^HTTP\/1\.1 400/);
+    assert.match(await raw(port, 'GARBAGE\r\n\r\n'), /^HTTP\/1\.1 400/);
     assert.match(
-      await raw(running.port, `GET /primary HTTP/1.1\r\nHost: x\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`),
+      await raw(port, `GET /primary HTTP/1.1\r\nHost: x\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`),
       /^HTTP\/1\.1 431/,
     );
+    assert.match(await raw(port, 'GET /primary HTTP/1.1\r\nContent-Length: abc\r\n\r\n'), /^HTTP\/1\.1 400/);
+    assert.match(await raw(port, '\x00\x01\x02\xff\r\n\r\n'), /^HTTP\/1\.1 400/);
     assert.match(
-      await raw(running.port, 'GET /primary HTTP/1.1\r\nContent-Length: abc\r\n\r\n'),
-      /^HTTP\/1\.1 400/,
-    );
-    assert.match(await raw(running.port, '\x00\x01\x02\xff\r\n\r\n'), /^HTTP\/1\.1 400/);
-    assert.match(
-      await raw(running.port, 'GET /replica?lag=%zz HTTP/1.1\r\nHost: x\r\n\r\n'),
+      await raw(port, 'GET /replica?lag=%zz HTTP/1.1\r\nHost: x\r\n\r\n'),
       /^HTTP\/1\.1 (400|503)/,
     );
     const head = await fetch(`${base}/primary`, { method: 'HEAD' });
@@ -399,7 +405,7 @@ describe('health HTTP server', () => {
     assert.equal(await head.text(), '');
     // Still serving after all of that.
     assert.equal((await fetch(`${base}/primary`)).status, 200);
-    assert.ok(probes >= 1);
+    assert.ok(probes() >= 1);
   });
 
   test('fails closed when the probe stops refreshing the snapshot', async (t) => {
@@ -487,26 +493,14 @@ describe('health HTTP server', () => {
   });
 
   test('GET /refresh takes a new snapshot at once (coalesced) and answers 204', async (t) => {
-    let probes = 0;
-    const running = await serve({
-      refreshMs: 60_000,
-      staleMs: 120_000,
-      recheckAfterGapMs: 60_000,
-      probe: () => {
-        probes += 1;
-        return Promise.resolve({ ...snap(), takenAt: Date.now() });
-      },
-      now: () => Date.now(),
-    });
-    t.after(() => running.close());
-    const base = `http://127.0.0.1:${running.port}`;
-    assert.equal(probes, 1, 'the first snapshot, taken before listening');
+    const { base, probes } = await countingServer(t, 60_000, 120_000);
+    assert.equal(probes(), 1, 'the first snapshot, taken before listening');
     const r = await fetch(`${base}/refresh`);
     assert.equal(r.status, 204);
     assert.equal(await r.text(), '');
-    await new Promise((res) => setTimeout(res, 20));
-    assert.equal(probes, 2);
+    await settle();
+    assert.equal(probes(), 2);
     assert.equal((await fetch(`${base}/refresh`, { method: 'POST' })).status, 405);
-    assert.equal(probes, 2);
+    assert.equal(probes(), 2);
   });
 });

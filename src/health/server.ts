@@ -26,7 +26,10 @@ export interface HealthServerOptions {
   /** Takes one snapshot; must not throw (a throw leaves the old snapshot to go stale). */
   readonly probe: () => Promise<HealthSnapshot>;
   readonly now: () => number;
-  /** Called when the node's role or its /primary or /standby answer changes. */
+  /**
+   * Called when the node's role or its /primary or /standby answer changes, and when a peer re-check
+   * starts or ends.
+   */
   readonly onChange: (text: string) => void;
   readonly onError: (text: string) => void;
 }
@@ -77,6 +80,9 @@ export async function startHealthServer(o: HealthServerOptions): Promise<Running
         startedAt >= recheck.since &&
         (next.peer.reachable || startedAt - recheck.since >= o.recheckAfterGapMs)
       ) {
+        o.onChange(
+          `${next.node}: peer re-check ended after ${o.now() - recheck.since} ms: ${next.peer.reachable ? 'the peer answered' : `the peer stayed unreachable (${next.peer.error ?? 'no answer'})`}`,
+        );
         recheck = undefined;
       }
       const e = evaluateSnapshot(next, { now: o.now(), staleMs: o.staleMs });
@@ -127,6 +133,9 @@ export async function startHealthServer(o: HealthServerOptions): Promise<Running
       lastRequestAt = now;
       if (recheck === undefined && gapMs >= o.recheckAfterGapMs && snapshot && !snapshot.peer.reachable) {
         recheck = { since: now, gapMs };
+        o.onChange(
+          `${snapshot.node}: requests came back after ${gapMs} ms without any while the peer was unreachable: /primary 503 until the peer is probed again`,
+        );
         refreshNow();
       }
       const a = answer(

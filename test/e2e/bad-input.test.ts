@@ -7,13 +7,13 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tar from 'tar';
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { downSandbox, upSandbox } from '../sandbox/index.js';
+import { upSandbox } from '../sandbox/index.js';
 import {
   inRecovery,
   makeTempDir,
@@ -25,6 +25,7 @@ import {
   spawnCli,
   sql,
   waitFor,
+  removeSandbox,
   type SandboxInfo,
   type SandboxNode,
 } from './helpers.js';
@@ -46,8 +47,7 @@ describe('bad input and unsafe requests', { timeout: 900_000 }, () => {
   });
 
   after(async () => {
-    await downSandbox(dir);
-    await rm(dir, { recursive: true, force: true });
+    await removeSandbox(dir);
   });
 
   /** A copy of a node's config with some keys changed. */

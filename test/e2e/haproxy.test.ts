@@ -9,12 +9,12 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { downSandbox } from '../sandbox/index.js';
 import {
   inRecovery,
   runCli,
   setUpStreamingPair,
   waitFor,
+  removeSandbox,
   type SandboxInfo,
   type SandboxNode,
 } from './helpers.js';
@@ -106,7 +106,7 @@ describe('HAProxy in front of the pair', { timeout: 600_000 }, () => {
     for (const d of daemons) {
       await d.stop();
     }
-    await downSandbox(dir);
+    await removeSandbox(dir);
   });
 
   test('haproxy-config renders a config HAProxy 2.6 accepts, and a DOWN server-state seed', async () => {

@@ -10,8 +10,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { downSandbox } from '../sandbox/index.js';
-import { setUpStreamingPair, waitFor, type SandboxNode } from './helpers.js';
+import { setUpStreamingPair, waitFor, type SandboxNode, removeSandbox } from './helpers.js';
 import { healthJson, healthStatus, startHealthServer, type Daemon } from './proxy-helpers.js';
 
 const execFileP = promisify(execFile);
@@ -53,7 +52,7 @@ describe('health-server on a streaming pair', { timeout: 600_000 }, () => {
     for (const d of daemons) {
       await d.stop();
     }
-    await downSandbox(dir);
+    await removeSandbox(dir);
   });
 
   test('the master answers 200 on /primary and the slave 200 on /replica, and not the other way round', async () => {

@@ -5,11 +5,11 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, readdir, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { upSandbox, type SandboxInfo, type SandboxNode } from '../sandbox/index.js';
+import { downSandbox, upSandbox, type SandboxInfo, type SandboxNode } from '../sandbox/index.js';
 
 const execFileP = promisify(execFile);
 
@@ -283,6 +283,22 @@ export function managedRoots(node: SandboxNode): string[] {
 
 export async function makeTempDir(prefix: string): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
+}
+
+/**
+ * A test's teardown: `down` (every process, namespace and port reservation), then the folder itself
+ * (0.1-2 GB of clusters). CHEF_HA_KEEP_SANDBOX=1 keeps the folder, downed, for a post-mortem.
+ */
+export async function removeSandbox(dir: string | undefined): Promise<void> {
+  if (dir === undefined || dir === '') {
+    return;
+  }
+  await downSandbox(dir);
+  if (process.env.CHEF_HA_KEEP_SANDBOX === '1') {
+    process.stderr.write(`keeping ${dir} (CHEF_HA_KEEP_SANDBOX=1)\n`);
+    return;
+  }
+  await rm(dir, { recursive: true, force: true });
 }
 
 /** Lines of a node's chef-ha state files and logs, for secret-leak checks. */

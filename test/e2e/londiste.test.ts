@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { downSandbox, upSandbox } from '../sandbox/index.js';
+import { upSandbox } from '../sandbox/index.js';
 import {
   getClient,
   postmasterPid,
@@ -26,6 +26,7 @@ import {
   sql,
   trySql,
   waitFor,
+  removeSandbox,
   type SandboxInfo,
   type SandboxNode,
 } from './helpers.js';
@@ -95,7 +96,7 @@ describe('londiste mode: set-up and replication', { timeout: 900_000 }, () => {
   });
 
   after(async () => {
-    await downSandbox(dir);
+    await removeSandbox(dir);
   });
 
   test('setup-master makes the first node the root, with tuned ticking and supervised daemons', async () => {

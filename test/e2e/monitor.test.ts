@@ -11,7 +11,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { downSandbox, upSandbox } from '../sandbox/index.js';
+import { upSandbox } from '../sandbox/index.js';
 import { startNodePostgres } from '../sandbox/postgres.js';
 import { runAs } from '../sandbox/proc.js';
 import {
@@ -24,6 +24,7 @@ import {
   spawnCli,
   sql,
   waitFor,
+  removeSandbox,
   type SandboxInfo,
   type SandboxNode,
 } from './helpers.js';
@@ -110,7 +111,7 @@ describe('monitor: sync degrade, restore, self-fencing and the pre-start guard',
 
   after(async () => {
     await stopMonitor(mon);
-    await downSandbox(dir);
+    await removeSandbox(dir);
   });
 
   test('the monitor starts on the master and finds the standby confirming', async () => {

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, readlink, stat } from 'node:fs/promises';
+import { readFile, readlink, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -37,6 +37,7 @@ import {
   runCli,
   sql,
   waitFor,
+  removeSandbox,
   type SandboxInfo,
   type SandboxNode,
 } from './helpers.js';
@@ -107,8 +108,10 @@ describe('sandbox in network namespaces with a proxy host', { timeout: 900_000 }
   });
 
   after(async () => {
-    if (!downDone && dir !== '') {
-      await downSandbox(dir);
+    if (downDone) {
+      await rm(dir, { recursive: true, force: true });
+    } else {
+      await removeSandbox(dir);
     }
   });
 
@@ -350,7 +353,7 @@ describe('down after a killed up', { timeout: 600_000 }, () => {
       if (up.exitCode === null && up.pid !== undefined) {
         process.kill(-up.pid, 'SIGKILL');
       }
-      await downSandbox(dir);
+      await removeSandbox(dir);
     });
     // kill it once a node's PostgreSQL runs inside its namespace (namespaces, veths and daemons exist)
     await waitFor(

@@ -5,10 +5,10 @@
  * Run: npm run build && npx tsx --test test/e2e/recipe.test.ts
  */
 import assert from 'node:assert/strict';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { downSandbox, upSandbox } from '../sandbox/index.js';
+import { upSandbox } from '../sandbox/index.js';
 import { nodePaths } from '../sandbox/paths.js';
 import { run, runAs, type RunResult } from '../sandbox/proc.js';
 import { psqlRows, type PsqlTarget } from '../sandbox/standins/psql.js';
@@ -24,6 +24,7 @@ import {
   runCli,
   sql,
   waitFor,
+  removeSandbox,
   type SandboxInfo,
   type SandboxNode,
 } from './helpers.js';
@@ -115,10 +116,7 @@ describe('the postgresql recipe under the chef-solo stand-in', { timeout: 600_00
   });
 
   after(async () => {
-    if (dir !== '') {
-      await downSandbox(dir);
-      await rm(dir, { recursive: true, force: true });
-    }
+    await removeSandbox(dir);
   });
 
   test("the original recipe's resources ran in the 11.1.7 order on the node's first reconfigure", async () => {

@@ -12,7 +12,6 @@ import { existsSync } from 'node:fs';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { downSandbox } from '../sandbox/index.js';
 import {
   getClient,
   getNode,
@@ -26,6 +25,7 @@ import {
   snapshotFiles,
   sql,
   waitFor,
+  removeSandbox,
   type SandboxNode,
 } from './helpers.js';
 
@@ -83,7 +83,7 @@ describe('rejoin (streaming, asynchronous)', { timeout: 900_000 }, () => {
   });
 
   after(async () => {
-    await downSandbox(dir);
+    await removeSandbox(dir);
   });
 
   test('rejoin on the primary of a healthy pair is refused and changes nothing', async () => {

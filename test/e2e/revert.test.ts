@@ -9,8 +9,15 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { downSandbox, upSandbox } from '../sandbox/index.js';
-import { getClient, makeTempDir, registerClient, runCli, type SandboxNode } from './helpers.js';
+import { upSandbox } from '../sandbox/index.js';
+import {
+  getClient,
+  makeTempDir,
+  registerClient,
+  runCli,
+  removeSandbox,
+  type SandboxNode,
+} from './helpers.js';
 
 const execFileP = promisify(execFile);
 
@@ -25,7 +32,7 @@ describe('revert', { timeout: 300_000 }, () => {
   });
 
   after(async () => {
-    await downSandbox(dir);
+    await removeSandbox(dir);
   });
 
   test('revert puts the original recipe back and chef-server runs on the embedded PostgreSQL with its data', async () => {

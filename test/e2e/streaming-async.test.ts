@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { downSandbox, upSandbox } from '../sandbox/index.js';
+import { upSandbox } from '../sandbox/index.js';
 import {
   getClient,
   getNode,
@@ -24,6 +24,7 @@ import {
   trySql,
   waitFor,
   waitForBackgroundReindex,
+  removeSandbox,
   type SandboxInfo,
   type SandboxNode,
 } from './helpers.js';
@@ -47,7 +48,7 @@ describe('streaming replication, asynchronous', { timeout: 600_000 }, () => {
   });
 
   after(async () => {
-    await downSandbox(dir);
+    await removeSandbox(dir);
   });
 
   test('setup-master makes the first node the master and writes a join bundle', async () => {

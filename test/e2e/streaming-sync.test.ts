@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { downSandbox, upSandbox } from '../sandbox/index.js';
+import { upSandbox } from '../sandbox/index.js';
 import {
   getNode,
   inRecovery,
@@ -15,6 +15,7 @@ import {
   runCli,
   sql,
   waitFor,
+  removeSandbox,
   type SandboxInfo,
   type SandboxNode,
 } from './helpers.js';
@@ -32,7 +33,7 @@ describe('streaming replication, synchronous', { timeout: 600_000 }, () => {
   });
 
   after(async () => {
-    await downSandbox(dir);
+    await removeSandbox(dir);
   });
 
   test('setup-master leaves the master asynchronous until its slave streams', async () => {

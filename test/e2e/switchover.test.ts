@@ -6,13 +6,14 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { downSandbox, upSandbox } from '../sandbox/index.js';
+import { upSandbox } from '../sandbox/index.js';
 import {
   inRecovery,
   makeTempDir,
   putNode,
   runCli,
   sql,
+  removeSandbox,
   type CliResult,
   type SandboxInfo,
   type SandboxNode,
@@ -90,7 +91,7 @@ describe('switchover (streaming, synchronous)', { timeout: 900_000 }, () => {
   });
 
   after(async () => {
-    await downSandbox(dir);
+    await removeSandbox(dir);
   });
 
   test('switchover run on the primary with a writer running: no acknowledged write is lost', async () => {

@@ -20,10 +20,9 @@
  * Run: npm run build && npm run test:faults:etcd
  */
 import assert from 'node:assert/strict';
-import { rm } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
-import { makeTempDir, inRecovery, runCli } from '../e2e/helpers.js';
-import { cutLink, downSandbox, healLink, healNode, partitionNode } from '../sandbox/index.js';
+import { makeTempDir, inRecovery, runCli, removeSandbox } from '../e2e/helpers.js';
+import { cutLink, healLink, healNode, partitionNode } from '../sandbox/index.js';
 import { Sampler, Writer, check, crashPostgres, logsOf, rejoin, type Pair, type Transition } from './lib.js';
 import {
   LeaseWatch,
@@ -156,10 +155,7 @@ describe('automatic failover with etcd, sync streaming', { timeout: 1_800_000 },
 
   after(async () => {
     dcs?.close();
-    if (dir !== '') {
-      await downSandbox(dir);
-      await rm(dir, { recursive: true, force: true });
-    }
+    await removeSandbox(dir);
   });
 
   const guarded = async (fn: (p: Pair, d: Dcs) => Promise<void>): Promise<void> => {

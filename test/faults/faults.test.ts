@@ -13,8 +13,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { makeTempDir } from '../e2e/helpers.js';
-import { downSandbox } from '../sandbox/index.js';
+import { makeTempDir, removeSandbox } from '../e2e/helpers.js';
 import { SCENARIOS, logsOf, preparePair, runScenario, type Pair, type ScenarioResult } from './lib.js';
 
 function summary(r: ScenarioResult): string {
@@ -41,9 +40,7 @@ for (const sync of [true, false]) {
     });
 
     after(async () => {
-      if (dir !== '') {
-        await downSandbox(dir);
-      }
+      await removeSandbox(dir);
     });
 
     SCENARIOS.forEach((sc, i) => {

@@ -86,6 +86,25 @@ async function primaryStatus(node: SandboxNode, timeoutMs = 900): Promise<number
   }
 }
 
+/** A node's /status in one line: role, /primary's reason, what it knows of its peer, snapshot age. */
+async function statusLine(node: SandboxNode): Promise<string> {
+  try {
+    const r = await fetch(`http://${node.address}:${node.healthPort}/status`, {
+      signal: AbortSignal.timeout(900),
+    });
+    const d = (await r.json()) as {
+      role: string;
+      timeline: number | null;
+      peer: { reachable: boolean; role: string; timeline: number | null; error?: string };
+      checks: { primary_reason: string };
+      snapshot_age_ms: number | null;
+    };
+    return `${node.name} ${d.role} tl ${d.timeline ?? '-'} (${d.checks.primary_reason}; peer ${d.peer.reachable ? `${d.peer.role} tl ${d.peer.timeline ?? '-'}` : `unreachable: ${d.peer.error ?? '?'}`}; snapshot ${d.snapshot_age_ms ?? '-'} ms old)`;
+  } catch (error) {
+    return `${node.name} /status: ${String(error)}`;
+  }
+}
+
 /** One SQL write through the proxy; the committing node's address comes back in the same statement. */
 async function sqlWrite(sb: SandboxInfo, id: string): Promise<string | null> {
   const { host, port } = proxyPg(sb);
@@ -217,6 +236,8 @@ export class Sampler {
   samples = 0;
   double200 = 0;
   readonly doubles: string[] = [];
+  /** per double-200 sample: each node's /status in one line (reason, peer, snapshot age) */
+  readonly details: string[] = [];
   private timer: NodeJS.Timeout | undefined;
   private inflight = new Set<Promise<void>>();
 
@@ -231,6 +252,9 @@ export class Sampler {
         if (st.filter((s) => s === 200).length >= 2) {
           this.double200 += 1;
           this.doubles.push(at);
+          // what each node based its 200 on, for the report (taken just after the sample)
+          const states = await Promise.all(this.sb.nodes.map((n) => statusLine(n)));
+          this.details.push(`${at}: ${states.join(' | ')}`);
         }
       })();
       this.inflight.add(p);
@@ -414,17 +438,7 @@ export async function operatorFailover(node: SandboxNode): Promise<{ plain: CliR
 /** `chef-ha-ctl rejoin` on the old master; then the pair streams again with the roles swapped. */
 export async function rejoin(pair: Pair, oldMaster: SandboxNode, newMaster: SandboxNode): Promise<void> {
   // the old master's PostgreSQL may be down (crashed) or up and fenced: rejoin handles both
-  let r = await runCli(oldMaster, ['rejoin'], { timeoutMs: 600_000 });
-  // Right after a partition heals, the first connection to the new primary can still be lost (a SYN
-  // dropped while the link came back, retried by the kernel only after 1 s): rejoin then refuses, safely,
-  // because it cannot see the new primary. An operator runs it again; so does this helper, twice at most.
-  for (let i = 0; i < 2 && r.code === 4 && /does not answer|cannot reach/.test(r.stderr); i++) {
-    console.error(
-      `rejoin on ${oldMaster.name} refused (${r.stderr.trim().split('\n').slice(0, 3).join(' | ')}): running it again in 2 s`,
-    );
-    await new Promise((res) => setTimeout(res, 2000));
-    r = await runCli(oldMaster, ['rejoin'], { timeoutMs: 600_000 });
-  }
+  const r = await runCli(oldMaster, ['rejoin'], { timeoutMs: 600_000 });
   if (r.code !== 0) {
     throw new Error(`rejoin on ${oldMaster.name} exited ${r.code}:\n${r.stdout}\n${r.stderr}`);
   }
@@ -456,6 +470,7 @@ export interface ScenarioResult {
   readonly samples: number;
   readonly double200: number;
   readonly doubles: readonly string[];
+  readonly doubleDetails: readonly string[];
   readonly transitions: readonly Transition[];
   readonly failover?: { plainCode: number; forcedCode?: number; stderr: string };
   readonly notes: string[];
@@ -620,6 +635,7 @@ export async function runScenario(pair: Pair, sc: Scenario, tag: string): Promis
     samples: sampler.samples,
     double200: sampler.double200,
     doubles: sampler.doubles,
+    doubleDetails: sampler.details,
     transitions: ctx.transitions,
     ...(ctx.failover === undefined ? {} : { failover: ctx.failover }),
     notes: ctx.notes,

@@ -1,6 +1,6 @@
 /**
  * health-server: the HTTP endpoint HAProxy checks (DESIGN.md section 6). Runs until interrupted (SIGINT or
- * SIGTERM); logs state changes, not requests.
+ * SIGTERM); logs state changes (timestamped, as the monitor's events), not requests.
  */
 import type { CommandContext } from '../../core/context.js';
 import { ChefHaError, ExitCode } from '../../core/errors.js';
@@ -26,7 +26,8 @@ export async function healthServer(ctx: CommandContext): Promise<void> {
       probe: () => probeHealth(ctx),
       now: () => ctx.ports.clock.now(),
       onChange: (text) => {
-        ctx.reporter.info(`health: ${text}`);
+        // timestamped: the log of a long-running service is read against other nodes' logs
+        ctx.reporter.event(`health: ${text}`, { event: 'health', text });
       },
       onError: (text) => {
         ctx.reporter.warn(`health: ${text}`);

@@ -32,6 +32,21 @@ export interface HealthContext {
    * meanwhile. /primary answers 503 until a snapshot taken after the gap has looked at the peer again.
    */
   readonly peerRecheck?: { readonly gapMs: number } | undefined;
+  /**
+   * Kept by the server across snapshots (nextPeerSeenNewer): the peer was last seen on a newer timeline
+   * than this node's. A later snapshot in which the peer does not answer does not undo that: /primary
+   * stays 503 until the peer is seen again otherwise, or this node leaves the old timeline.
+   */
+  readonly peerSeenNewer?: PeerSeenNewer | undefined;
+}
+
+/** The peer seen on a newer timeline than this node's (streaming mode). */
+export interface PeerSeenNewer {
+  /** this node's timeline then */
+  readonly timeline: number;
+  readonly peerTimeline: number;
+  /** when the snapshot that saw it was taken (ms since the epoch) */
+  readonly at: number;
 }
 
 export interface HealthAnswer {
@@ -79,6 +94,36 @@ function isWritablePrimary(s: ServerView | undefined): boolean {
   return s !== undefined && !s.inRecovery && !s.readOnly;
 }
 
+/**
+ * What a node remembers of its peer's timeline after a new snapshot. Pure. Seeing the peer on a newer
+ * timeline is remembered; a snapshot that reaches the peer replaces the memory with what it sees; one
+ * that does not (a lost connection, a busy peer) keeps it, unless this node itself has left the old
+ * timeline (rejoined as a standby, or promoted past the peer). Without the memory, one probe of the peer
+ * that failed right after the heal of a partition would let the old primary answer 200 again beside
+ * the promoted peer.
+ */
+export function nextPeerSeenNewer(
+  prev: PeerSeenNewer | undefined,
+  snapshot: HealthSnapshot,
+): PeerSeenNewer | undefined {
+  if (snapshot.mode !== 'streaming') {
+    return undefined;
+  }
+  const me = snapshot.local.reachable ? snapshot.local.server : undefined;
+  const peer = snapshot.peer.reachable ? snapshot.peer.server : undefined;
+  if (peer !== undefined) {
+    const mine = me?.timeline ?? null;
+    return mine !== null && peer.timeline !== null && peer.timeline > mine
+      ? { timeline: mine, peerTimeline: peer.timeline, at: snapshot.takenAt }
+      : undefined;
+  }
+  if (prev === undefined || me === undefined) {
+    // this node's PostgreSQL did not answer either: keep what is known until it does
+    return prev;
+  }
+  return me.inRecovery || (me.timeline !== null && me.timeline > prev.timeline) ? undefined : prev;
+}
+
 /** Reads the snapshot. Pure. */
 export function evaluateSnapshot(snapshot: HealthSnapshot | undefined, ctx: HealthContext): Evaluation {
   const ageMs = snapshot ? Math.max(0, ctx.now - snapshot.takenAt) : null;
@@ -113,6 +158,8 @@ export function evaluateSnapshot(snapshot: HealthSnapshot | undefined, ctx: Heal
     primaryReason = `${snapshot.peerName} answers as a writable primary too`;
   } else if (peerNewerTimeline) {
     primaryReason = `${snapshot.peerName} is on a newer timeline (${peer?.timeline ?? '?'} > ${me?.timeline ?? '?'})`;
+  } else if (ctx.peerSeenNewer && !snapshot.peer.reachable) {
+    primaryReason = `${snapshot.peerName} was seen on a newer timeline (${ctx.peerSeenNewer.peerTimeline} > ${ctx.peerSeenNewer.timeline}) at ${new Date(ctx.peerSeenNewer.at).toISOString()} and has not answered since`;
   } else if (ctx.peerRecheck && !snapshot.peer.reachable) {
     primaryReason = `requests came back after ${ctx.peerRecheck.gapMs} ms without any while ${snapshot.peerName} was unreachable (this node may have been cut off): re-checking ${snapshot.peerName} first`;
   } else {
@@ -233,6 +280,14 @@ export function statusDocument(
       standby: e.streaming ? 200 : 503,
     },
     two_primaries: e.twoPrimaries,
+    peer_seen_newer:
+      ctx.peerSeenNewer === undefined
+        ? null
+        : {
+            timeline: ctx.peerSeenNewer.timeline,
+            peer_timeline: ctx.peerSeenNewer.peerTimeline,
+            at: new Date(ctx.peerSeenNewer.at).toISOString(),
+          },
     snapshot_age_ms: e.ageMs,
     stale_after_ms: ctx.staleMs,
     last_change: ctx.lastChange === undefined ? null : new Date(ctx.lastChange).toISOString(),

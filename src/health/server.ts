@@ -6,7 +6,13 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { answer, evaluateSnapshot, type HealthAnswer } from './answer.js';
+import {
+  answer,
+  evaluateSnapshot,
+  nextPeerSeenNewer,
+  type HealthAnswer,
+  type PeerSeenNewer,
+} from './answer.js';
 import type { HealthSnapshot } from './snapshot.js';
 
 export interface HealthServerOptions {
@@ -60,6 +66,7 @@ export async function startHealthServer(o: HealthServerOptions): Promise<Running
   let snapshotStartedAt = Number.NEGATIVE_INFINITY;
   let lastRequestAt = o.now();
   let recheck: { since: number; gapMs: number } | undefined;
+  let peerSeenNewer: PeerSeenNewer | undefined;
 
   const refresh = async (): Promise<void> => {
     const startedAt = o.now();
@@ -70,6 +77,7 @@ export async function startHealthServer(o: HealthServerOptions): Promise<Running
       }
       snapshot = next;
       snapshotStartedAt = startedAt;
+      peerSeenNewer = nextPeerSeenNewer(peerSeenNewer, next);
       // The re-check after a gap ends with a snapshot taken since that has reached the peer. A probe that
       // still finds the peer unreachable does not end it at once: right after a cut heals, the first
       // connection can still be lost (a SYN dropped while the link came back), and the old primary would
@@ -85,7 +93,7 @@ export async function startHealthServer(o: HealthServerOptions): Promise<Running
         );
         recheck = undefined;
       }
-      const e = evaluateSnapshot(next, { now: o.now(), staleMs: o.staleMs });
+      const e = evaluateSnapshot(next, { now: o.now(), staleMs: o.staleMs, peerSeenNewer });
       const key = `${e.role} primary=${e.primaryOk ? 200 : 503} standby=${e.streaming ? 200 : 503}`;
       if (key !== lastKey) {
         lastChange = o.now();
@@ -141,7 +149,7 @@ export async function startHealthServer(o: HealthServerOptions): Promise<Running
       const a = answer(
         snapshot,
         { method: req.method ?? '', url: req.url ?? '' },
-        { now, staleMs: o.staleMs, lastChange, peerRecheck: recheck },
+        { now, staleMs: o.staleMs, lastChange, peerRecheck: recheck, peerSeenNewer },
       );
       // A request body is never read: drop it instead of buffering it.
       req.resume();

@@ -14,7 +14,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { makeTempDir, removeSandbox } from '../e2e/helpers.js';
-import { SCENARIOS, logsOf, preparePair, runScenario, type Pair, type ScenarioResult } from './lib.js';
+import {
+  SCENARIOS,
+  logsOf,
+  lostProbeAfterHeal,
+  preparePair,
+  runScenario,
+  type Pair,
+  type ScenarioResult,
+} from './lib.js';
 
 function summary(r: ScenarioResult): string {
   return (
@@ -69,5 +77,23 @@ for (const sync of [true, false]) {
         assert.deepEqual(r.doubles, [], 'never two nodes answering 200 on /primary at once');
       });
     });
+
+    if (sync) {
+      // Once per run of the suite (the mode does not matter to the health endpoint).
+      test(`${mode}: the old primary's probe of the promoted peer is lost after the heal: never 200 again`, async () => {
+        assert.ok(pair, 'the pair is up');
+        const r = await lostProbeAfterHeal(pair);
+        console.log(
+          `lost probe after the heal: seen "${r.seenReason}"; during the cut old ${r.oldAnswers.join(',')} new ${r.newAnswers.join(',')}; then "${r.cutReason}"; double-200 ${r.double200} of ${r.samples}`,
+        );
+        assert.ok(
+          r.newAnswers.includes(200),
+          'the promoted peer answers 200 while cut off from the old primary (else nothing was at stake)',
+        );
+        assert.ok(!r.oldAnswers.includes(200), 'the old primary never answers 200 again');
+        assert.match(r.cutReason, /was seen on a newer timeline/);
+        assert.equal(r.double200, 0, 'never two nodes answering 200 on /primary at once');
+      });
+    }
   });
 }

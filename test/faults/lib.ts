@@ -28,11 +28,15 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { inRecovery, postmasterPid, runCli, sql, waitFor, type CliResult } from '../e2e/helpers.js';
 import {
+  cutLink,
   freezePostgres,
+  healLink,
   healNode,
   partitionNode,
   runOnNode,
+  SERVICES,
   startServices,
+  stopServices,
   thawPostgres,
   upSandbox,
   type SandboxInfo,
@@ -640,6 +644,106 @@ export async function runScenario(pair: Pair, sc: Scenario, tag: string): Promis
     ...(ctx.failover === undefined ? {} : { failover: ctx.failover }),
     notes: ctx.notes,
   };
+}
+
+interface NodeStatus {
+  readonly writable: boolean;
+  readonly fenced: unknown;
+  readonly checks: { readonly primary: number; readonly primary_reason: string };
+}
+
+async function nodeStatus(node: SandboxNode): Promise<NodeStatus | undefined> {
+  try {
+    const r = await fetch(`http://${node.address}:${node.healthPort}/status`, {
+      signal: AbortSignal.timeout(900),
+    });
+    return (await r.json()) as NodeStatus;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface LostProbeResult {
+  /** the old primary's /status reason once it had seen the promoted peer, before the cut */
+  readonly seenReason: string;
+  /** every /primary answer of the old and the new primary while only their link was cut */
+  readonly oldAnswers: readonly number[];
+  readonly newAnswers: readonly number[];
+  /** the old primary's /status reason at the end of the cut */
+  readonly cutReason: string;
+  readonly double200: number;
+  readonly samples: number;
+}
+
+/**
+ * The old primary's probe of the promoted peer is lost after it has seen it. Its monitor is stopped first,
+ * so that nothing fences it (the monitor would make it read-only): the health endpoint alone must hold
+ * /primary at 503. Steps: partition the master, `failover` on the standby, heal, wait until the old
+ * primary's health endpoint has seen the peer on its newer timeline while it is still writable and not
+ * fenced, then cut only the link between the two nodes for 3 s (each still reaches the proxy and the
+ * sampler) and read both nodes' /primary every 100 ms. Then heal the link, rejoin, start the monitor.
+ */
+export async function lostProbeAfterHeal(pair: Pair): Promise<LostProbeResult> {
+  const { master: old, standby } = pair;
+  const monitorOnly = SERVICES.filter((svc) => svc.name === 'monitor');
+  const oldOnly = { ...pair.sb, nodes: [old] };
+  const sampler = new Sampler(pair.sb);
+  await stopServices(oldOnly, monitorOnly);
+  sampler.start();
+  try {
+    await partitionNode(pair.sb, old.name);
+    try {
+      const f = await operatorFailover(standby);
+      if ((f.forced ?? f.plain).code !== 0) {
+        throw new Error(
+          `failover on ${standby.name} exited ${(f.forced ?? f.plain).code}:\n${(f.forced ?? f.plain).stderr}`,
+        );
+      }
+    } finally {
+      await healNode(pair.sb, old.name);
+    }
+    let seen: NodeStatus | undefined;
+    await waitFor(
+      `${old.name}'s health endpoint to see ${standby.name} promoted while still writable and not fenced`,
+      async () => {
+        seen = await nodeStatus(old);
+        return (
+          seen !== undefined &&
+          seen.writable &&
+          seen.fenced === null &&
+          /newer timeline|writable primary too/.test(seen.checks.primary_reason)
+        );
+      },
+      30_000,
+      100,
+    );
+    await cutLink(pair.sb, old.name, standby.name);
+    const oldAnswers: number[] = [];
+    const newAnswers: number[] = [];
+    try {
+      for (const end = Date.now() + 3_000; Date.now() < end;) {
+        const [o, n] = await Promise.all([primaryStatus(old), primaryStatus(standby)]);
+        oldAnswers.push(o);
+        newAnswers.push(n);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      await healLink(pair.sb, old.name, standby.name);
+    }
+    const cut = await nodeStatus(old);
+    await rejoin(pair, old, standby);
+    return {
+      seenReason: seen?.checks.primary_reason ?? '',
+      oldAnswers,
+      newAnswers,
+      cutReason: cut?.checks.primary_reason ?? '(no /status)',
+      double200: sampler.double200,
+      samples: sampler.samples,
+    };
+  } finally {
+    await sampler.stop();
+    await startServices(oldOnly, monitorOnly);
+  }
 }
 
 /** The last lines of a node's chef-ha logs, for failure messages. */

@@ -9,7 +9,9 @@
  * operator types. docs/benchmarks.md has the figures.
  *
  * etcd3 stays in node_modules: it reads its .proto files from its own folder at run time, and it is
- * loaded only when etcd is configured.
+ * loaded only when etcd is configured. So does cockatiel, loaded with it: etcd3 uses the same module
+ * instance for its own policies, and esbuild's rewrite of cockatiel's nested CommonJS re-exports
+ * (`__exportStar`) lost names (`ConstantBackoff` came through undefined).
  *
  *   npx tsx scripts/bundle.ts
  */
@@ -34,7 +36,7 @@ const result = await build({
   banner: {
     js: "import { createRequire as __chefHaCreateRequire } from 'node:module'; const require = __chefHaCreateRequire(import.meta.url);",
   },
-  external: ['etcd3'],
+  external: ['etcd3', 'cockatiel'],
   chunkNames: 'chunks/[name]-[hash]',
   logLevel: 'warning',
   metafile: true,

@@ -16,12 +16,11 @@
  * nodes. After each takeover the old master is healed and rejoined (`chef-ha-ctl rejoin`), so the roles
  * alternate. Needs root and a built CLI (`npm run build`).
  */
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { inRecovery, makeTempDir } from '../test/e2e/helpers.js';
+import { inRecovery, makeTempDir, removeSandbox } from '../test/e2e/helpers.js';
 import {
   cutLink,
-  downSandbox,
   healLink,
   healNode,
   partitionNode,
@@ -297,8 +296,7 @@ async function main(): Promise<void> {
       process.exitCode = 1;
     }
   } finally {
-    await downSandbox(dir);
-    await rm(dir, { recursive: true, force: true });
+    await removeSandbox(dir);
   }
 }
 

@@ -10,8 +10,9 @@
  * complete, acknowledged writes, lost acknowledged writes, fenced-node writes and double-200 samples
  * (target: zero fenced-node writes and double-200 samples everywhere, zero lost writes in sync mode).
  * A double-200 sample also prints each node's /status just after it. --keep leaves the sandbox folder
- * (after `down`) with every node's chef-ha logs (var/log/chef-ha). Needs root and a built CLI (`npm run build`). Nothing here asserts; a scenario that cannot complete
- * is counted in "failed" and the script exits 1 after the table.
+ * (after `down`) with every node's chef-ha logs (var/log/chef-ha). Needs root and a built CLI
+ * (`npm run build`). Nothing here asserts; a scenario that cannot complete is counted in "failed" and
+ * the script exits 1 after the table.
  */
 import { parseArgs } from 'node:util';
 import { SCENARIOS, preparePair, runScenario } from '../test/faults/lib.js';

@@ -92,20 +92,37 @@ async function primaryStatus(node: SandboxNode, timeoutMs = 900): Promise<number
 
 /** A node's /status in one line: role, /primary's reason, what it knows of its peer, snapshot age. */
 async function statusLine(node: SandboxNode): Promise<string> {
+  const d = await nodeStatus(node);
+  return d === undefined
+    ? `${node.name} /status: no answer`
+    : `${node.name} ${d.role} tl ${d.timeline ?? '-'} (${d.checks.primary_reason}; peer ${d.peer.reachable ? `${d.peer.role} tl ${d.peer.timeline ?? '-'}` : `unreachable: ${d.peer.error ?? '?'}`}; snapshot ${d.snapshot_age_ms ?? '-'} ms old)`;
+}
+
+/** The parts of a node's /status (src/health/answer.ts: statusDocument) that the fault suite reads. */
+interface NodeStatus {
+  readonly role: string;
+  readonly timeline: number | null;
+  readonly writable: boolean;
+  readonly fenced: unknown;
+  readonly peer: {
+    readonly reachable: boolean;
+    readonly role: string;
+    readonly timeline: number | null;
+    readonly error?: string;
+  };
+  readonly checks: { readonly primary: number; readonly primary_reason: string };
+  readonly snapshot_age_ms: number | null;
+}
+
+/** A node's /status over the sandbox network; undefined when it does not answer within 900 ms. */
+async function nodeStatus(node: SandboxNode): Promise<NodeStatus | undefined> {
   try {
     const r = await fetch(`http://${node.address}:${node.healthPort}/status`, {
       signal: AbortSignal.timeout(900),
     });
-    const d = (await r.json()) as {
-      role: string;
-      timeline: number | null;
-      peer: { reachable: boolean; role: string; timeline: number | null; error?: string };
-      checks: { primary_reason: string };
-      snapshot_age_ms: number | null;
-    };
-    return `${node.name} ${d.role} tl ${d.timeline ?? '-'} (${d.checks.primary_reason}; peer ${d.peer.reachable ? `${d.peer.role} tl ${d.peer.timeline ?? '-'}` : `unreachable: ${d.peer.error ?? '?'}`}; snapshot ${d.snapshot_age_ms ?? '-'} ms old)`;
-  } catch (error) {
-    return `${node.name} /status: ${String(error)}`;
+    return (await r.json()) as NodeStatus;
+  } catch {
+    return undefined;
   }
 }
 
@@ -644,23 +661,6 @@ export async function runScenario(pair: Pair, sc: Scenario, tag: string): Promis
     ...(ctx.failover === undefined ? {} : { failover: ctx.failover }),
     notes: ctx.notes,
   };
-}
-
-interface NodeStatus {
-  readonly writable: boolean;
-  readonly fenced: unknown;
-  readonly checks: { readonly primary: number; readonly primary_reason: string };
-}
-
-async function nodeStatus(node: SandboxNode): Promise<NodeStatus | undefined> {
-  try {
-    const r = await fetch(`http://${node.address}:${node.healthPort}/status`, {
-      signal: AbortSignal.timeout(900),
-    });
-    return (await r.json()) as NodeStatus;
-  } catch {
-    return undefined;
-  }
 }
 
 export interface LostProbeResult {
